@@ -1,0 +1,59 @@
+# ingest-worker: `make run` runs the pipeline on embedded services, `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas clean lock
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/ingest-worker dev
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	$(PY) -m tests.e2e.soak $(SOAK_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+asyncapi: $(STAMP)
+	$(VENV)/bin/ingest-worker asyncapi --output docs/asyncapi.json
+	$(VENV)/bin/ingest-worker schemas --output-dir docs/schemas
+
+# Re-resolve the pinned versions CI installs (run after changing dependencies in pyproject.toml).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade "pip>=24" && .lock-venv/bin/pip install -q -e '.[dev,bench]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,466 @@
+"""The worker phases: sustained throughput at saturation, and latency at a fixed offered load.
+
+Both drive the real worker (`ingest-worker run`, a separate process) against a fresh database and
+topics of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from ingest_worker.embedded import EmbeddedServices
+
+from .generate import EVENT_CATEGORIES, Stream
+from .harness import (
+    CommitObserver,
+    CpuMeter,
+    RssSampler,
+    Topics,
+    WorkerProc,
+    count_records,
+    fresh_database,
+    log,
+    make_producer,
+    peak_rss,
+    rss_summary,
+    table_counts,
+)
+
+
+@dataclass
+class Context:
+    services: EmbeddedServices
+    results_dir: Path
+    worker_overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.services.kafka.bootstrap_servers
+
+    @property
+    def admin_url(self) -> str:
+        return self.services.postgres.url
+
+    @property
+    def logs(self) -> Path:
+        """Worker logs (`tmp-*` is git-ignored)."""
+        return self.results_dir / "tmp-logs"
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max (nearest rank) in milliseconds."""
+    if not values:
+        return {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(n - 1, max(0, int(q * n + 0.999999) - 1))] * 1000, 2)
+
+    return {
+        "count": n,
+        "p50_ms": rank(0.50),
+        "p95_ms": rank(0.95),
+        "p99_ms": rank(0.99),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "mean_ms": round(sum(ordered) / n * 1000, 2),
+    }
+
+
+async def _start_worker(
+    ctx: Context, name: str, topics: Topics, command: list[str] | None
+) -> tuple[WorkerProc, str, str]:
+    url = await fresh_database(ctx.admin_url, f"bench_{name}")
+    group = f"bench-{name}"
+    env = WorkerProc.environment(
+        bootstrap=ctx.bootstrap,
+        database_url=url,
+        group=group,
+        topics=topics,
+        overrides=ctx.worker_overrides,
+    )
+    log_path = ctx.logs / f"{name}.log"
+    log_path.unlink(missing_ok=True)
+    return WorkerProc(env=env, log_path=log_path, command=command).start(), url, group
+
+
+async def _verify(
+    ctx: Context, stream: Stream, topics: Topics, url: str, metrics: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Did the worker do exactly what the stream asks? (incidents, events, dead letters)"""
+    counts = await table_counts(url)
+    events = await count_records(ctx.bootstrap, topics.event_partitions(), stream.expected_events)
+    dlq = await count_records(
+        ctx.bootstrap,
+        topics.dead_letter_partitions(),
+        stream.counts["dead_lettered"],
+        idle_seconds=1.5,
+    )
+    expected = {
+        "incidents": stream.counts["created"],
+        "incident_events": stream.expected_events,
+        "outbox": 0,
+        "events_topic": stream.expected_events,
+        "dead_letter_topic": stream.counts["dead_lettered"],
+    }
+    actual = {
+        "incidents": counts["incidents"],
+        "incident_events": counts["incident_events"],
+        "outbox": counts["outbox"],
+        "events_topic": events,
+        "dead_letter_topic": dlq,
+    }
+    outcomes_ok = True
+    if metrics is not None:
+        for category in ("created", "updated", "duplicate", "ignored", "dead_lettered"):
+            if metrics["outcomes"].get(category, 0) != stream.counts[category]:
+                outcomes_ok = False
+    return {
+        "expected": expected,
+        "actual": actual,
+        "worker_outcomes": None if metrics is None else metrics["outcomes"],
+        "ok": expected == actual and outcomes_ok,
+    }
+
+
+def _batches(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Batches the worker processed, their mean size and mean fetch-to-commit time (/metrics)."""
+    if metrics is None:
+        return None
+    return {k: metrics[k] for k in ("batches", "mean_batch_records", "mean_batch_seconds")}
+
+
+async def _recorded_at(url: str) -> dict[str, float]:
+    """Event id → its `recorded_at` (the start of the transaction that wrote it), epoch seconds."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text AS id, extract(epoch FROM recorded_at)::float8 AS at "
+            "FROM incident_events"
+        )
+    finally:
+        await conn.close()
+    return {r["id"]: r["at"] for r in rows}
+
+
+def _per_10k(cpu: dict[str, float], signals: int) -> dict[str, float]:
+    return {
+        k: round(v / signals * 10_000, 3)
+        for k, v in cpu.items()
+        if k in ("worker", "postgres", "broker", "bench_process", "others")
+    }
+
+
+# ------------------------------------------------------------ saturation
+async def saturation(
+    ctx: Context,
+    stream: Stream,
+    topics: Topics,
+    *,
+    name: str = "saturation",
+    command: list[str] | None = None,
+    timeout: float = 1800.0,
+    on_start: Callable[[WorkerProc], Any] | None = None,
+) -> dict[str, Any]:
+    """The whole stream is already in the topics; start the worker and time it to the last commit
+    (committed offsets of its group) and to the last event published (its /metrics counter)."""
+    total = len(stream.records)
+    expected_events = stream.expected_events
+    worker, url, group = await _start_worker(ctx, name, topics, command)
+    spawned = time.monotonic()
+    if on_start is not None:
+        on_start(worker)
+    rss = RssSampler(worker.pid).start()
+    metrics: dict[str, Any] | None = None
+    try:
+        meter = CpuMeter(ctx.services, worker.pid)
+        ready = await worker.wait_ready()
+        cpu_ready = meter.snapshot()
+        log(f"{name}: worker ready after {ready - spawned:.1f}s; consuming {total:,} records")
+        progress: list[tuple[float, int]] = []
+        first_commit: tuple[float, int] | None = None
+        async with CommitObserver(ctx.bootstrap, group, topics.signal_partitions()) as observer:
+            while True:
+                committed = await observer.committed()
+                now = time.monotonic()
+                progress.append((now, committed))
+                if committed and first_commit is None:
+                    first_commit = (now, committed)
+                if committed >= total:
+                    last_commit = now
+                    break
+                if worker.proc is not None and worker.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited early:\n{worker.tail()}")
+                if now - ready > timeout:
+                    raise TimeoutError(
+                        f"{name}: {committed:,}/{total:,} committed after {timeout}s"
+                    )
+                await asyncio.sleep(0.1)
+        cpu_commit = meter.snapshot()
+        while True:
+            metrics = await worker.metrics()
+            now = time.monotonic()
+            if metrics is not None and metrics["events_published"] >= expected_events:
+                last_event = now
+                break
+            if now - last_commit > 300:
+                raise TimeoutError(f"{name}: events not all published: {metrics}")
+            await asyncio.sleep(0.05)
+        cpu_done = meter.snapshot()
+        hwm = peak_rss(worker.pid)
+    finally:
+        await rss.stop()
+        exit_code = await worker.stop()
+    assert first_commit is not None
+    checks = await _verify(ctx, stream, topics, url, metrics)
+    cpu = CpuMeter.delta(cpu_ready, cpu_done)
+    commit_seconds = last_commit - ready
+    event_seconds = last_event - ready
+    steady_seconds = last_commit - first_commit[0]
+    result = {
+        "records": total,
+        "expected_events": expected_events,
+        "startup_seconds": round(ready - spawned, 2),
+        "seconds_to_last_commit": round(commit_seconds, 3),
+        "seconds_to_last_event": round(event_seconds, 3),
+        "throughput_to_last_commit": round(total / commit_seconds, 1),
+        "throughput_to_last_event": round(total / event_seconds, 1),
+        "steady_throughput_first_to_last_commit": round(
+            (total - first_commit[1]) / steady_seconds, 1
+        )
+        if steady_seconds > 0
+        else None,
+        "events_per_second": round(expected_events / event_seconds, 1),
+        "cpu_seconds": cpu,
+        "cpu_seconds_to_last_commit": CpuMeter.delta(cpu_ready, cpu_commit),
+        "cpu_seconds_per_10k_signals": _per_10k(cpu, total),
+        "peak_rss_mib": round(hwm / 1024 / 1024, 1) if hwm else None,
+        "rss": rss_summary(rss.samples, ready, last_event),
+        "progress": [
+            (round(t - ready, 2), c) for t, c in progress[:: max(1, len(progress) // 200)]
+        ],
+        "worker_exit_code": exit_code,
+        "worker_log_lines": worker.warnings(),
+        "worker_batches": _batches(metrics),
+        "checks": checks,
+    }
+    log(
+        f"{name}: {result['throughput_to_last_commit']:,.0f} signals/s to last commit, "
+        f"{result['throughput_to_last_event']:,.0f}/s to last event; worker CPU "
+        f"{result['cpu_seconds_per_10k_signals']['worker']:.2f}s/10k; checks ok={checks['ok']}"
+    )
+    return result
+
+
+# ------------------------------------------------------------ latency
+async def latency(
+    ctx: Context,
+    stream: Stream,
+    topics: Topics,
+    rate: float,
+    *,
+    name: str,
+    drain_timeout: float | None = None,
+) -> dict[str, Any]:
+    """Start the worker, then produce the stream at `rate` records/s (open loop: each record has
+    an intended send time, and latency is measured from it, so a late producer cannot hide delay).
+
+    Latency of a signal = the Kafka timestamp of its `incident.events` record (set by the worker's
+    producer when it publishes) minus the signal's intended send time (also its record timestamp);
+    `received` uses the time our consumer got the event instead.
+    """
+    records = stream.records
+    n = len(records)
+    if drain_timeout is None:
+        drain_timeout = max(180.0, 4 * n / rate)
+    expected_events = stream.expected_events
+    worker, url, group = await _start_worker(ctx, name, topics, None)
+    rss = RssSampler(worker.pid).start()
+    metrics: dict[str, Any] | None = None
+    received: list[tuple[str | None, str | None, int, float]] = []
+    events_consumer = AIOKafkaConsumer(
+        bootstrap_servers=ctx.bootstrap, enable_auto_commit=False, client_id="bench-events"
+    )
+    collector: asyncio.Task[None] | None = None
+    # linger 5 ms (Kafka's own default since 4.0): fewer, larger produce requests; it counts
+    # in the measured latency, as it would for a real producer.
+    producer = make_producer(ctx.bootstrap, linger_ms=5, client_id="bench-paced-producer")
+    try:
+        meter = CpuMeter(ctx.services, worker.pid)
+        await worker.wait_ready()
+        await events_consumer.start()
+        events_consumer.assign(topics.event_partitions())
+        await events_consumer.seek_to_beginning(*topics.event_partitions())
+        await producer.start()
+
+        async def collect() -> None:
+            while len(received) < expected_events:
+                batch = await events_consumer.getmany(timeout_ms=100)
+                now = time.time()
+                for part in batch.values():
+                    for r in part:
+                        headers = dict(r.headers)
+                        subject = headers.get("ce_subject")
+                        event = headers.get("ce_id")
+                        received.append(
+                            (
+                                subject.decode() if subject else None,
+                                event.decode() if event else None,
+                                r.timestamp,
+                                now,
+                            )
+                        )
+
+        collector = asyncio.create_task(collect())
+        by_kind = topics.by_kind
+        intended = [0.0] * n
+        futures = []
+        lag_max = 0.0
+        log(f"{name}: producing {n:,} records at {rate:,.0f}/s")
+        cpu0 = meter.snapshot()
+        t0_wall, t0 = time.time(), time.monotonic()
+        i = 0
+        async with CommitObserver(ctx.bootstrap, group, topics.signal_partitions()) as observer:
+            progress: list[tuple[float, int]] = []
+            next_poll = t0
+            while i < n:
+                due = min(n, int((time.monotonic() - t0) * rate) + 1)
+                while i < due:
+                    record = records[i]
+                    at = t0_wall + i / rate
+                    intended[i] = at
+                    futures.append(
+                        await producer.send(
+                            by_kind[record.kind],
+                            value=record.value,
+                            key=record.key,
+                            timestamp_ms=int(at * 1000),
+                        )
+                    )
+                    i += 1
+                lag_max = max(lag_max, time.time() - intended[i - 1])
+                now = time.monotonic()
+                if now >= next_poll:
+                    progress.append((now, await observer.committed()))
+                    next_poll = now + 0.5
+                await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            await asyncio.gather(*futures)
+            send_seconds = time.monotonic() - t0
+            deadline = time.monotonic() + drain_timeout
+            drained = True
+            while True:
+                committed = await observer.committed()
+                now = time.monotonic()
+                progress.append((now, committed))
+                if committed >= n:
+                    last_commit = now
+                    break
+                if now > deadline:
+                    # Report what was measured; the missing events count as not delivered.
+                    log(f"{name}: only {committed:,}/{n:,} committed {drain_timeout:.0f}s after")
+                    last_commit = now
+                    drained = False
+                    break
+                await asyncio.sleep(0.1)
+        try:
+            await asyncio.wait_for(asyncio.shield(collector), max(5.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log(f"{name}: only {len(received):,}/{expected_events:,} events received")
+        last_event = time.monotonic()
+        cpu1 = meter.snapshot()
+        metrics = await worker.metrics()
+        hwm = peak_rss(worker.pid)
+    finally:
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(BaseException):
+                await collector
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        with contextlib.suppress(Exception):
+            await events_consumer.stop()
+        await rss.stop()
+        exit_code = await worker.stop()
+
+    # Match event k of an incident with its k-th distinct signal (same partition, same order).
+    pending: dict[str, deque[float]] = {}
+    for index, record in enumerate(records):
+        if record.category in EVENT_CATEGORIES:
+            assert record.incident_key is not None
+            pending.setdefault(record.incident_key, deque()).append(intended[index])
+    # Where the time goes: the batch transaction's start (`incident_events.recorded_at` is
+    # now(), the transaction start) splits each latency into "before the write" (fetch, batching,
+    # decode, waiting for the previous batch) and "write + commit + outbox publish".
+    recorded = await _recorded_at(url)
+    to_record: list[float] = []
+    to_received: list[float] = []
+    before_write: list[float] = []
+    write_to_event: list[float] = []
+    per_second: dict[int, list[float]] = {}
+    unmatched = 0
+    for subject, event_id, ts_ms, got in received:
+        queue = pending.get(subject or "")
+        if not queue:
+            unmatched += 1
+            continue
+        sent = queue.popleft()
+        to_record.append(ts_ms / 1000 - sent)
+        to_received.append(got - sent)
+        per_second.setdefault(int(sent - t0_wall), []).append(ts_ms / 1000 - sent)
+        started = recorded.get(event_id or "")
+        if started is not None:
+            before_write.append(started - sent)
+            write_to_event.append(ts_ms / 1000 - started)
+    timeline = [
+        {"second": k, **{q: v for q, v in percentiles(per_second[k]).items() if q != "mean_ms"}}
+        for k in sorted(per_second)
+    ]
+    after_warmup = [x for k in per_second if k >= 2 for x in per_second[k]]
+    cpu = CpuMeter.delta(cpu0, cpu1)
+    checks = await _verify(ctx, stream, topics, url, metrics)
+    result = {
+        "offered_per_second": rate,
+        "records": n,
+        "send_seconds": round(send_seconds, 3),
+        "achieved_offered_per_second": round(n / send_seconds, 1),
+        "producer_max_lag_ms": round(lag_max * 1000, 1),
+        "throughput_to_last_commit": round(committed / (last_commit - t0), 1),
+        "drained": drained,
+        "committed": committed,
+        "expected_events": expected_events,
+        "events_received": len(received),
+        "unmatched_events": unmatched,
+        "latency_to_event_record": percentiles(to_record),
+        "latency_to_event_received": percentiles(to_received),
+        "latency_to_event_record_after_2s": percentiles(after_warmup),
+        "latency_breakdown": {
+            "send_to_write_transaction_start": percentiles(before_write),
+            "write_transaction_start_to_event_record": percentiles(write_to_event),
+        },
+        "latency_per_second_of_sending": timeline,
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_10k_signals": _per_10k(cpu, n),
+        "peak_rss_mib": round(hwm / 1024 / 1024, 1) if hwm else None,
+        "rss": rss_summary(rss.samples, t0, last_event),
+        "progress": [(round(t - t0, 2), c) for t, c in progress],
+        "worker_exit_code": exit_code,
+        "worker_log_lines": worker.warnings(),
+        "worker_batches": _batches(metrics),
+        "checks": checks,
+    }
+    lat = result["latency_to_event_record"]
+    log(
+        f"{name}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; "
+        f"throughput {result['throughput_to_last_commit']:,.0f}/s; checks ok={checks['ok']}"
+    )
+    return result

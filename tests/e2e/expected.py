@@ -1,0 +1,835 @@
+"""The fault suite's oracle: streams of signals, the end state they must produce, and the comparison
+with what the worker actually left in PostgreSQL and on its topics.
+
+The expected state is computed from SPEC §1–§3 and the rules of seed 000 alone, restated here in a
+few lines per signal family. Nothing is imported from `ingest_worker`'s mapping, canonical or store
+code, so a bug there cannot hide itself by shaping the expectation too. (The product's own audit
+tools, `verify` and `replay --check`, run in addition, as checks of their own.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+#: The four signal families: one topic each (SPEC §1).
+FAMILIES = ("deploy_status", "verification", "ecs", "runner")
+
+#: Payload shapes, and the family (topic) each one is sent on.
+SHAPE_FAMILY = {
+    "deploy_status": "deploy_status",
+    "verification": "verification",
+    "ecs_stopped_task": "ecs",
+    "ecs_eventbridge": "ecs",
+    "runner_step": "runner",
+    "github_workflow_job": "runner",
+}
+SHAPES = tuple(SHAPE_FAMILY)
+
+_SEVERITY_RANK = {"YELLOW": 1, "RED": 2}
+_ECS_FAILURE_WORDS = ("error", "fail", "crash")
+
+#: Evidence each distinct signal attaches to each incident it touches, besides the primary
+#: evidence (kind = source kind, seed 000 "Primary source signal stored as evidence"): the
+#: "additional evidence attached based on signal type" of seed 000, as the mappers document it.
+#: Every ref names the signal, so a new signal always adds new rows and a redelivery none.
+EXTRA_EVIDENCE = {
+    "deploy_status": ("deploy_status_snapshot",),
+    "ecs_stopped_task": ("ecs_task_containers",),
+    "ecs_eventbridge": ("ecs_task_containers",),
+    "runner_step": ("runner_step",),
+    "github_workflow_job": ("runner_step", "runner_job"),
+}
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+# --- timestamps ---------------------------------------------------------------------------------
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp with an offset, as UTC (digits past the microsecond are dropped)."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp with an offset: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    zone = match.group(8).upper()
+    if zone == "Z":
+        tz = UTC
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
+
+
+def key_time(text: str) -> str:
+    """SPEC §2: UTC, `Z`, fractional seconds only when non-zero (trailing zeros dropped)."""
+    moment = parse_time(text)
+    rendered = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        rendered += f".{moment.microsecond:06d}".rstrip("0")
+    return rendered + "Z"
+
+
+def shifted(text: str, hours: int) -> str:
+    """The same instant written with a `+hh:00` offset (a different spelling of one timestamp)."""
+    moment = parse_time(text).astimezone(timezone(timedelta(hours=hours)))
+    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        base += f".{moment.microsecond:06d}"
+    return f"{base}+{hours:02d}:00"
+
+
+# --- the rules of seed 000, restated ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One incident a signal creates or updates."""
+
+    key: str
+    severity: str
+    at: datetime
+    evidence: tuple[str, ...]  # evidence kinds this signal adds to the incident
+
+
+def shape_of(family: str, payload: Mapping[str, Any]) -> str:
+    """SPEC §1: on `ecs` an EventBridge event has `detail-type`/`detail`; on `runner` a GitHub
+    webhook has `workflow_job`; anything else is the seed shape of the family."""
+    if family == "ecs":
+        return (
+            "ecs_eventbridge"
+            if "detail-type" in payload or "detail" in payload
+            else ("ecs_stopped_task")
+        )
+    if family == "runner":
+        return "github_workflow_job" if "workflow_job" in payload else "runner_step"
+    return family
+
+
+def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
+    """The incidents one valid signal touches (empty: a valid signal that creates none)."""
+    shape = shape_of(family, payload)
+    extra = EXTRA_EVIDENCE.get(shape, ())
+    if shape == "deploy_status":
+        if payload["status"] == "GREEN":
+            return []
+        key = "deploy_status:{}:{}:{}".format(
+            payload["env"], payload.get("deployId") or "unknown", key_time(payload["changedAt"])
+        )
+        return [
+            Touch(
+                key, payload["status"], parse_time(payload["changedAt"]), ("deploy_status", *extra)
+            )
+        ]
+    if shape == "verification":
+        if payload["status"] == "passed":
+            return []
+        report = payload.get("reportHash") or payload["runId"]
+        key = f"verification:{payload.get('deployId') or 'unknown'}:{report}"
+        kinds = ["verification"]
+        if payload.get("failedSteps"):
+            kinds.append("verification_failed_steps")
+        if payload.get("reportHash"):
+            kinds.append("verification_report")
+        return [Touch(key, "RED", parse_time(payload["completedAt"]), tuple(kinds))]
+    if shape == "ecs_stopped_task":
+        key = "ecs_stopped:{}:{}:{}".format(
+            payload["cluster"], payload["taskArn"], key_time(payload["stoppedAt"])
+        )
+        severity = _ecs_severity(payload.get("exitCode"), payload.get("stoppedReason"))
+        return [Touch(key, severity, parse_time(payload["stoppedAt"]), ("ecs_stopped", *extra))]
+    if shape == "ecs_eventbridge":
+        detail = payload["detail"]
+        if detail.get("lastStatus") != "STOPPED":
+            return []
+        cluster = detail["clusterArn"].rpartition(":cluster/")[2]
+        key = f"ecs_stopped:{cluster}:{detail['taskArn']}:{key_time(detail['stoppedAt'])}"
+        # The container that stopped the task: the first non-zero exit code, else the first 0.
+        codes = [
+            c["exitCode"] for c in detail.get("containers", []) if c.get("exitCode") is not None
+        ]
+        exit_code = next((c for c in codes if c != 0), codes[0] if codes else None)
+        severity = _ecs_severity(exit_code, detail.get("stoppedReason"))
+        return [Touch(key, severity, parse_time(detail["stoppedAt"]), ("ecs_stopped", *extra))]
+    if shape == "runner_step":
+        conclusion = payload["conclusion"]
+        if conclusion in ("success", "skipped"):
+            return []
+        key = f"runner:{payload['runId']}:{payload['stepName']}:{conclusion}"
+        severity = "YELLOW" if conclusion == "cancelled" else "RED"
+        return [Touch(key, severity, parse_time(payload["completedAt"]), ("runner", *extra))]
+    if shape == "github_workflow_job":
+        if payload["action"] != "completed":
+            return []
+        job = payload["workflow_job"]
+        conclusions = {"failure": "failure", "timed_out": "timeout", "cancelled": "cancelled"}
+        found = []
+        for step in job.get("steps", []):
+            conclusion = conclusions.get(step.get("conclusion") or "")
+            if conclusion is None:
+                continue
+            key = f"runner:{job['run_id']}:{step['name']}:{conclusion}"
+            severity = "YELLOW" if conclusion == "cancelled" else "RED"
+            at = parse_time(step.get("completed_at") or job["completed_at"])
+            found.append(Touch(key, severity, at, ("runner", *extra)))
+        return found
+    raise AssertionError(f"unknown shape {shape}")
+
+
+def _ecs_severity(exit_code: int | None, reason: str | None) -> str:
+    if exit_code is not None and exit_code != 0:
+        return "RED"
+    if any(word in (reason or "").lower() for word in _ECS_FAILURE_WORDS):
+        return "RED"
+    return "YELLOW"
+
+
+#: Timestamp fields the worker parses (so their spelling is not part of the signal's identity).
+_TYPED_TIMES = {
+    "deploy_status": (("changedAt",),),
+    "verification": (("completedAt",),),
+    "ecs_stopped_task": (("stoppedAt",),),
+    "ecs_eventbridge": (("time",), ("detail", "stoppedAt")),
+    "runner_step": (("completedAt",),),
+    "github_workflow_job": (("workflow_job", "completed_at"),),
+}
+
+
+def parsed_form(family: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`payload` with its parsed timestamps in canonical form: what the worker keeps of it."""
+    data: dict[str, Any] = json.loads(json.dumps(payload))
+    for path in _TYPED_TIMES[shape_of(family, payload)]:
+        holder: Any = data
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(path[-1]), str):
+            holder[path[-1]] = key_time(holder[path[-1]])
+    return data
+
+
+def signal_identity(family: str, payload: Mapping[str, Any]) -> str:
+    """SPEC §3: a signal is identified by its parsed content, not by its bytes: key order,
+    whitespace and the spelling of a parsed timestamp do not make a different signal."""
+    return json.dumps(
+        parsed_form(family, payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+# --- the expected end state ---------------------------------------------------------------------
+
+
+@dataclass
+class ExpectedIncident:
+    key: str
+    severity: str = "YELLOW"
+    signals: set[bytes] = field(default_factory=set)  # sha256 of each signal's identity
+    times: list[datetime] = field(default_factory=list)
+    evidence: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return len(self.signals)
+
+
+@dataclass
+class Expected:
+    """What a set of records must leave behind, whatever the faults and the delivery order."""
+
+    incidents: dict[str, ExpectedIncident] = field(default_factory=dict)
+    dead_letters: dict[bytes | None, str] = field(default_factory=dict)  # value -> reason
+    ignored: int = 0
+
+    @property
+    def occurrences(self) -> int:
+        return sum(i.count for i in self.incidents.values())
+
+    def add_signal(self, family: str, payload: Mapping[str, Any]) -> None:
+        identity = hashlib.sha256(signal_identity(family, payload).encode()).digest()
+        found = touches(family, payload)
+        if not found:
+            self.ignored += 1
+        for touch in found:
+            incident = self.incidents.setdefault(touch.key, ExpectedIncident(touch.key))
+            if identity in incident.signals:
+                continue  # the same signal again: no effect at all (SPEC §3 rule 1)
+            incident.signals.add(identity)
+            if _SEVERITY_RANK[touch.severity] > _SEVERITY_RANK[incident.severity]:
+                incident.severity = touch.severity
+            incident.times.append(touch.at)
+            incident.evidence.update(touch.evidence)
+
+
+def expect(records: Iterable[Record]) -> Expected:
+    expected = Expected()
+    for record in records:
+        if record.payload is not None:
+            expected.add_signal(record.family, record.payload)
+        elif record.reason is not None:
+            expected.dead_letters[record.value] = record.reason
+    return expected
+
+
+# --- streams of signals -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record to produce. `payload` is the parsed value of a valid signal; `reason` the
+    `x-dlq-reason` a bad record must be dead-lettered with."""
+
+    family: str
+    value: bytes | None
+    key: bytes | None = None
+    payload: dict[str, Any] | None = None
+    reason: str | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+BASE_TIME = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _at(seconds: float) -> str:
+    moment = BASE_TIME + timedelta(seconds=seconds)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def good_signal(
+    shape: str,
+    ident: int,
+    variant: int = 0,
+    *,
+    rng: random.Random | None = None,
+    ignored: bool = False,
+) -> dict[str, Any]:
+    """A valid signal of `shape`. Signals with the same `ident` share their incident key(s);
+    `variant` makes a different signal for the same key(s); `ignored` makes one that creates no
+    incident. Fields are spelled as the contract expects them stored, so the stored evidence
+    must equal the signal (timestamps once canonical, see `parsed_form`)."""
+    return _SIGNALS[shape](ident, variant, rng or random.Random(ident * 7919 + variant), ignored)
+
+
+def _deploy_status(ident: int, variant: int, rng: random.Random, ignored: bool) -> dict[str, Any]:
+    status = "GREEN" if ignored else rng.choice(("YELLOW", "RED"))
+    changed = _at(ident * 60)
+    signal: dict[str, Any] = {
+        "env": f"env-{ident % 5}",
+        "status": status,
+        "changedAt": changed if ident % 3 else shifted(changed, 1 + ident % 9),
+        "signals": {
+            "checkedAt": changed,
+            "probe": {"variant": variant, "p99Ms": 1500 + variant},
+        },
+        "reasons": [
+            {
+                "code": "HEALTH_FAIL",
+                "severity": "error",
+                "message": f"health check failed (variant {variant})",
+            }
+        ],
+        "deployId": f"deploy-{ident}",
+    }
+    if ident % 7 == 0:
+        del signal["deployId"]  # the key says `unknown`
+    return signal
+
+
+def _verification(ident: int, variant: int, rng: random.Random, ignored: bool) -> dict[str, Any]:
+    report = None if ident % 4 == 0 else f"sha256-{ident:08x}"
+    signal = {
+        "runId": f"verify-{ident}-{variant}" if report else f"verify-{ident}",
+        "playbookId": "post-deploy-verify",
+        "playbookVersion": f"1.{variant}.0",
+        "env": f"env-{ident % 3}",
+        "status": "passed" if ignored else rng.choice(("failed", "timeout")),
+        "deployId": f"deploy-{ident}",
+        "completedAt": _at(ident * 60 + variant * 7 + 0.25 * (ident % 2)),
+        "failedSteps": []
+        if variant % 2
+        else [{"id": "health", "title": "Health check", "error": f"HTTP 50{variant % 10}"}],
+        "reportHash": report,
+    }
+    if report is None:
+        del signal["reportHash"]
+    return signal
+
+
+def _ecs_stopped_task(
+    ident: int, variant: int, rng: random.Random, ignored: bool
+) -> dict[str, Any]:
+    cluster = f"cluster-{ident % 3}"
+    exit_code = rng.choice((0, 1, 137, None))
+    reason = rng.choice(
+        (
+            "Essential container in task exited",
+            "OutOfMemoryError: container killed",
+            "Task failed ELB health checks",
+            "CrashLoopBackOff",
+            "Scaling activity initiated",
+            "user ERROR in entrypoint",
+        )
+    )
+    return {
+        "cluster": cluster,
+        "taskArn": f"arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{ident:032x}",
+        "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/api:42",
+        "stoppedAt": _at(ident * 60 + 0.5),
+        "stoppedReason": reason,
+        "exitCode": exit_code,
+        "lastStatus": "STOPPED",
+        "containers": [{"name": "api", "exitCode": exit_code, "reason": f"variant {variant}"}],
+    }
+
+
+def _ecs_eventbridge(ident: int, variant: int, rng: random.Random, ignored: bool) -> dict[str, Any]:
+    cluster = f"fleet-{ident % 3}"
+    task = f"arn:aws:ecs:us-west-2:111122223333:task/{cluster}/{ident:032x}"
+    codes = rng.choice(((0, 1), (0, 0), (137,), (None, 0), (None,)))
+    detail: dict[str, Any] = {
+        "clusterArn": f"arn:aws:ecs:us-west-2:111122223333:cluster/{cluster}",
+        "taskArn": task,
+        "taskDefinitionArn": "arn:aws:ecs:us-west-2:111122223333:task-definition/web:7",
+        "lastStatus": "RUNNING" if ignored else "STOPPED",
+        "desiredStatus": "STOPPED",
+        "stoppedReason": rng.choice(("Essential container in task exited", "Task crashed")),
+        "stopCode": "EssentialContainerExited",
+        "containers": [
+            {
+                "containerArn": f"arn:aws:ecs:us-west-2:111122223333:container/{n}",
+                "name": f"c{n}",
+                "exitCode": code,
+                "reason": None,
+                "lastStatus": "STOPPED",
+            }
+            for n, code in enumerate(codes)
+        ],
+        "group": f"service:web-{ident % 2}",
+        "availabilityZone": "us-west-2c",
+    }
+    if not ignored:
+        detail["stoppedAt"] = _at(ident * 60 + 0.817)
+    return {
+        "version": "0",
+        "id": f"{ident:08x}-0000-4000-8000-{variant:012x}",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": "111122223333",
+        "time": _at(ident * 60 + 1),
+        "region": "us-west-2",
+        "resources": [task],
+        "detail": detail,
+    }
+
+
+def _runner_step(ident: int, variant: int, rng: random.Random, ignored: bool) -> dict[str, Any]:
+    conclusion = (
+        rng.choice(("success", "skipped"))
+        if ignored
+        else (("failure", "timeout", "cancelled")[ident % 3])
+    )
+    return {
+        "runId": f"run-{ident}",
+        "runUrl": f"https://github.com/acme/shop/actions/runs/{ident}",
+        "stepName": f"step {ident % 4}",
+        "conclusion": conclusion,
+        "completedAt": _at(ident * 60 + variant * 11),
+        "errorMessage": f"Process completed with exit code {variant + 1}.",
+        "jobName": "release",
+        "workflowName": "Deploy",
+        "repository": "acme/shop",
+        "ref": "refs/heads/main",
+    }
+
+
+def _github_workflow_job(
+    ident: int, variant: int, rng: random.Random, ignored: bool
+) -> dict[str, Any]:
+    failing = ("failure", "timed_out", "cancelled")[ident % 3]
+    steps = [
+        ("Set up job", "success"),
+        (f"build {ident % 5}", "success" if ignored else failing),
+        ("Post checkout", "skipped"),
+    ]
+    if ident % 2 and not ignored:
+        steps.append(("integration tests", "failure"))
+    completed = _at(ident * 60 + variant * 13)
+    return {
+        "action": "completed",
+        "workflow_job": {
+            "id": 9_000_000 + ident * 100 + variant,
+            "run_id": 5_000_000 + ident,
+            "run_attempt": variant + 1,
+            "workflow_name": "CI",
+            "name": "build",
+            "head_branch": "main",
+            "head_sha": f"{ident:040x}",
+            "status": "completed",
+            "conclusion": "success" if ignored else "failure",
+            "completed_at": completed,
+            "html_url": f"https://github.com/acme/shop/runs/{ident}",
+            "steps": [
+                {
+                    "name": name,
+                    "status": "completed",
+                    "conclusion": conclusion,
+                    "number": n + 1,
+                    "started_at": completed,
+                    "completed_at": completed,
+                }
+                for n, (name, conclusion) in enumerate(steps)
+            ],
+        },
+        "repository": {"full_name": "acme/shop"},
+    }
+
+
+_SIGNALS = {
+    "deploy_status": _deploy_status,
+    "verification": _verification,
+    "ecs_stopped_task": _ecs_stopped_task,
+    "ecs_eventbridge": _ecs_eventbridge,
+    "runner_step": _runner_step,
+    "github_workflow_job": _github_workflow_job,
+}
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def reencode(shape: str, payload: dict[str, Any], rng: random.Random) -> bytes:
+    """The same signal spelled differently: other key order, whitespace and timestamp offset."""
+    data = dict(reversed(list(payload.items())))
+    top = _TYPED_TIMES[shape][0]
+    if len(top) == 1 and isinstance(data.get(top[0]), str):
+        data[top[0]] = shifted(data[top[0]], rng.randint(1, 12))
+    return json.dumps(data, indent=rng.choice((1, 2, 4)), ensure_ascii=rng.random() < 0.5).encode()
+
+
+def signal_stream(
+    seed: int,
+    size: int,
+    *,
+    prefix: int = 0,
+    redelivered: float = 0.25,
+    respelled: float = 0.04,
+    ignored: float = 0.08,
+    bad: float = 0.01,
+) -> list[Record]:
+    """About `size` records of all six shapes on the four families, reproducible from `seed`.
+
+    - about a third of the signals update an incident an earlier signal created (occurrence
+      counts above 1, severity rising and never falling);
+    - `redelivered`: records produced again, byte for byte, later in the stream (some twice);
+    - `respelled`: signals sent again with other bytes for the same parsed content;
+    - `ignored`: valid signals that create no incident (GREEN, passed, success, RUNNING, …);
+    - `bad`: records that must be dead-lettered (each with a unique nonce).
+    `prefix` separates the incident keys of streams that share a database.
+    """
+    rng = random.Random(seed)
+    base: list[Record] = []
+    used: dict[str, list[int]] = defaultdict(list)
+    variants: Counter[tuple[str, int]] = Counter()
+    next_ident = prefix * 1_000_000
+    target = int(size / (1 + redelivered * 1.3 + respelled))
+    while len(base) < target:
+        roll = rng.random()
+        if roll < bad:
+            nonce = f"{seed}-{len(base)}"
+            if rng.random() < 0.5:
+                value = b'{"nonce": "' + nonce.encode() + b'", "truncated": '
+                reason = "invalid_json"
+            else:
+                value = b"\xff\xfe" + nonce.encode()
+                reason = "invalid_encoding"
+            base.append(Record(rng.choice(FAMILIES), value, reason=reason))
+            continue
+        shape = rng.choice(SHAPES)
+        family = SHAPE_FAMILY[shape]
+        if roll < bad + ignored:
+            next_ident += 1
+            payload = good_signal(shape, next_ident, rng=rng, ignored=True)
+            base.append(Record(family, encode(payload), payload=payload))
+            continue
+        if used[shape] and rng.random() < 0.35:
+            ident = rng.choice(used[shape][-50:])
+        else:
+            next_ident += 1
+            ident = next_ident
+            used[shape].append(ident)
+        variants[(shape, ident)] += 1
+        payload = good_signal(shape, ident, variants[(shape, ident)], rng=rng)
+        key = f"{shape}:{ident}".encode() if rng.random() < 0.5 else None
+        base.append(Record(family, encode(payload), key=key, payload=payload))
+        if rng.random() < respelled:
+            base.append(Record(family, reencode(shape, payload, rng), payload=payload))
+    # Each copy goes a random distance after its original: positions are (original index + d).
+    placed = [(float(i), record) for i, record in enumerate(base)]
+    for i, record in enumerate(base):
+        if rng.random() < redelivered:
+            for copy in range(1 + (rng.random() < 0.3)):
+                again = record if rng.random() < 0.7 else _rekeyed(record, rng)
+                placed.append((i + rng.randint(1, 400) + 0.1 * (copy + 1), again))
+    placed.sort(key=lambda item: item[0])
+    return [record for _, record in placed]
+
+
+def _rekeyed(record: Record, rng: random.Random) -> Record:
+    """The same value under another Kafka key: it may land on another partition (and worker)."""
+    return Record(
+        record.family,
+        record.value,
+        key=f"other-{rng.random()}".encode(),
+        payload=record.payload,
+        reason=record.reason,
+    )
+
+
+# --- what the worker left, compared with what it should have ------------------------------------
+
+
+@dataclass
+class Observed:
+    """Everything the end-state check reads, gathered once the workers stopped."""
+
+    incidents: list[Mapping[str, Any]]
+    evidence: list[Mapping[str, Any]]  # incident_key, kind, n
+    events: list[Mapping[str, Any]]  # id, incident_id, incident_key, seq, type, occurred_at, hash
+    duplicate_rows: dict[str, int]
+    published: list[Any]  # ConsumerRecords of the incident events topic, in partition order
+    dead_letters: list[Any]  # ConsumerRecords of the dead-letter topic
+    chain_breaks: list[str]
+    projection_diffs: list[str]
+
+
+@dataclass
+class Verdict:
+    """The comparison: `problems` must be empty; the numbers feed the session tally."""
+
+    problems: list[str] = field(default_factory=list)
+    incidents_expected: int = 0
+    incidents_found: int = 0
+    events_expected: int = 0
+    events_found: int = 0
+    events_published: int = 0
+    republished: int = 0
+    dead_letters_expected: int = 0
+    dead_letters_found: int = 0
+    lost: int = 0
+    duplicated: int = 0
+
+    def report(self, limit: int = 25) -> str:
+        shown = "\n  ".join(self.problems[:limit])
+        more = f"\n  … and {len(self.problems) - limit} more" if len(self.problems) > limit else ""
+        return f"{len(self.problems)} problem(s):\n  {shown}{more}"
+
+
+def _header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def compare(expected: Expected, observed: Observed, *, check_dead_letters: bool = True) -> Verdict:
+    """Every difference between the expected and the observed end state, as readable problems.
+
+    `lost` counts signals whose effect is missing (an occurrence or its event), committed events
+    never published and bad records never dead-lettered; `duplicated` counts effects beyond the
+    expected ones (extra occurrences, events, incidents or rows).
+    """
+    verdict = Verdict(
+        incidents_expected=len(expected.incidents),
+        events_expected=expected.occurrences,
+        dead_letters_expected=len(expected.dead_letters),
+        incidents_found=len(observed.incidents),
+        events_found=len(observed.events),
+    )
+    _compare_incidents(expected, observed, verdict)
+    for table, count in observed.duplicate_rows.items():
+        if count:
+            verdict.problems.append(f"{table}: {count} duplicate row(s)")
+            verdict.duplicated += count
+    _compare_published(observed, verdict)
+    if check_dead_letters:
+        _compare_dead_letters(expected, observed, verdict)
+    verdict.problems.extend(f"verify: {item}" for item in observed.chain_breaks)
+    verdict.problems.extend(f"replay --check: {item}" for item in observed.projection_diffs)
+    return verdict
+
+
+def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict) -> None:
+    """Keys, occurrence counts, severities, first/last seen, evidence, and the stored events:
+    one per distinct signal, seq 1..n, `created` then `updated`, at the signals' times."""
+    problem = verdict.problems.append
+    rows = {r["incident_key"]: r for r in observed.incidents}
+    evidence: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in observed.evidence:
+        evidence[row["incident_key"]][row["kind"]] += row["n"]
+    events: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in observed.events:
+        events[event["incident_key"]].append(event)
+
+    for key in sorted(rows.keys() - expected.incidents.keys()):
+        problem(f"unexpected incident {key!r}")
+        verdict.duplicated += rows[key]["occurrence_count"]
+    for key, want in sorted(expected.incidents.items()):
+        got = rows.get(key)
+        if got is None:
+            problem(f"lost incident {key!r}")
+            verdict.lost += want.count
+            continue
+        stored = sorted(events.get(key, []), key=lambda e: e["seq"])
+        verdict.lost += max(0, want.count - got["occurrence_count"], want.count - len(stored))
+        verdict.duplicated += max(0, got["occurrence_count"] - want.count, len(stored) - want.count)
+        seen = (got["first_seen_at"], got["last_seen_at"])
+        times = sorted(want.times)
+        checks = {
+            "occurrence_count": (got["occurrence_count"], want.count),
+            "severity": (got["severity"], want.severity),
+            "first/last seen": (seen, (times[0], times[-1])),
+            "status": (got["status"], "OPEN"),
+            "last_seq": (got["last_seq"], want.count),
+            "evidence": (dict(evidence.get(key, {})), dict(want.evidence)),
+            "event seqs": ([e["seq"] for e in stored], list(range(1, want.count + 1))),
+            "event types": (
+                [e["type"] for e in stored],
+                ["incident.created"] + ["incident.updated"] * (want.count - 1),
+            ),
+            "event times": (sorted(e["occurred_at"] for e in stored), times),
+        }
+        for name, (found, wanted) in checks.items():
+            if found != wanted:
+                problem(f"{key!r}: {name} {found}, expected {wanted}")
+
+
+def _compare_published(observed: Observed, verdict: Verdict) -> None:
+    """SPEC §4: every committed event on the topic (by ce_id), none that was not committed,
+    in seq order per incident once duplicates (same ce_id) are dropped."""
+    problem = verdict.problems.append
+    stored = {str(e["id"]): e for e in observed.events}
+    seen: dict[str, bytes] = {}
+    order: dict[bytes, list[int]] = defaultdict(list)
+    for record in observed.published:
+        ce_id = (_header(record, "ce_id") or b"").decode()
+        event = stored.get(ce_id)
+        if event is None:
+            problem(f"published event {ce_id!r} is not in incident_events (never committed)")
+            continue
+        if ce_id in seen:
+            verdict.republished += 1
+            if seen[ce_id] != record.value:
+                problem(f"event {ce_id} published twice with different bodies")
+            continue
+        seen[ce_id] = record.value
+        body = json.loads(record.value)
+        order[record.key].append(body["seq"])
+        mismatches = {
+            "key": (record.key, str(event["incident_id"]).encode()),
+            "seq": (body.get("seq"), event["seq"]),
+            "hash": (body.get("hash"), event["hash"]),
+            "ce_type": (_header(record, "ce_type"), event["type"].encode()),
+            "ce_subject": (_header(record, "ce_subject"), event["incident_key"].encode()),
+            "ce_specversion": (_header(record, "ce_specversion"), b"1.0"),
+            "content-type": (_header(record, "content-type"), b"application/json"),
+        }
+        for name, (got, want) in mismatches.items():
+            if got != want:
+                problem(f"event {ce_id}: {name} is {got!r}, expected {want!r}")
+    verdict.events_published = len(seen)
+    for ce_id in sorted(stored.keys() - seen.keys()):
+        problem(
+            f"event {ce_id} ({stored[ce_id]['incident_key']!r} seq {stored[ce_id]['seq']}) "
+            "was committed but never published"
+        )
+        verdict.lost += 1
+    for key, seqs in order.items():
+        if seqs != sorted(seqs):
+            problem(f"incident {key.decode()}: events published in seq order {seqs}")
+
+
+def _compare_dead_letters(expected: Expected, observed: Observed, verdict: Verdict) -> None:
+    """Every bad record dead-lettered (at least once) with its reason and its original bytes;
+    no good record on the dead-letter topic."""
+    problem = verdict.problems.append
+    found: dict[bytes | None, set[str]] = defaultdict(set)
+    for record in observed.dead_letters:
+        found[record.value].add((_header(record, "x-dlq-reason") or b"").decode())
+    verdict.dead_letters_found = len(found.keys() & expected.dead_letters.keys())
+    for value, reason in expected.dead_letters.items():
+        if value not in found:
+            problem(f"bad record {value[:40]!r} never reached the dead-letter topic")
+            verdict.lost += 1
+        elif found[value] != {reason}:
+            problem(f"bad record {value[:40]!r} dead-lettered as {found[value]}, expected {reason}")
+    for value in found.keys() - expected.dead_letters.keys():
+        problem(f"a record that is not bad was dead-lettered: {(value or b'')[:80]!r}")
+
+
+# --- reading the end state ----------------------------------------------------------------------
+
+_INCIDENTS = """
+SELECT incident_key, id, severity, status, occurrence_count, first_seen_at, last_seen_at, last_seq
+FROM incidents
+"""
+_EVIDENCE = """
+SELECT i.incident_key, e.kind, count(*) AS n
+FROM incident_evidence e JOIN incidents i ON i.id = e.incident_id
+GROUP BY i.incident_key, e.kind
+"""
+_EVENTS = """
+SELECT e.id, e.incident_id, i.incident_key, e.seq, e.type, e.occurred_at, e.hash
+FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+"""
+_DUPLICATES = {
+    "incidents": "SELECT count(*) - count(DISTINCT incident_key) FROM incidents",
+    "incident_evidence": "SELECT count(*) - count(DISTINCT (incident_id, sha256)) FROM incident_evidence",
+    "incident_events": "SELECT count(*) - count(DISTINCT (incident_id, seq)) FROM incident_events",
+    "incident_events ids": "SELECT count(*) - count(DISTINCT id) FROM incident_events",
+}
+
+
+async def read_database(conn: Any) -> dict[str, Any]:
+    """The rows the comparison needs, plus `verify` and `replay --check` over the same database."""
+    from ingest_worker.audit import replay_check, verify_chains
+
+    return {
+        "incidents": [dict(r) for r in await conn.fetch(_INCIDENTS)],
+        "evidence": [dict(r) for r in await conn.fetch(_EVIDENCE)],
+        "events": [dict(r) for r in await conn.fetch(_EVENTS)],
+        "duplicate_rows": {name: await conn.fetchval(sql) for name, sql in _DUPLICATES.items()},
+        "chain_breaks": [str(b) for b in await verify_chains(conn)],
+        "projection_diffs": [str(d) for d in await replay_check(conn)],
+    }
+
+
+async def observe(settings: Any) -> Observed:
+    """Read the database and both output topics (call once every worker has stopped)."""
+    import asyncpg
+
+    from tests.support import reading
+
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        database = await read_database(conn)
+    finally:
+        await conn.close()
+    async with reading(settings, settings.topic_incident_events) as topic:
+        published = list(await topic.drain())
+    async with reading(settings, settings.topic_dead_letter) as topic:
+        dead_letters = list(await topic.drain())
+    return Observed(published=published, dead_letters=dead_letters, **database)

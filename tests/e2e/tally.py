@@ -1,0 +1,114 @@
+"""The session tally of the fault and hostile-input suites: what was thrown at the worker and what
+it survived, printed at the end of the pytest session (and written as JSON to `$TALLY_JSON`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.expected import Verdict
+
+
+@dataclass
+class Tally:
+    signals_sent: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    hostile_inputs: int = 0
+    hostile_kinds: set[str] = field(default_factory=set)
+    scenarios: int = 0
+    incidents_expected: int = 0
+    incidents_found: int = 0
+    events_expected: int = 0
+    events_found: int = 0
+    events_published: int = 0
+    events_republished: int = 0
+    dead_letters_expected: int = 0
+    dead_letters_found: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    problems: int = 0
+
+    def sent(self, count: int) -> None:
+        self.signals_sent += count
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+
+    def hostile(self, kind: str, count: int = 1) -> None:
+        self.hostile_kinds.add(kind)
+        self.hostile_inputs += count
+
+    def record(self, verdict: Verdict) -> None:
+        """Add one scenario's end-state comparison."""
+        self.scenarios += 1
+        self.incidents_expected += verdict.incidents_expected
+        self.incidents_found += verdict.incidents_found
+        self.events_expected += verdict.events_expected
+        self.events_found += verdict.events_found
+        self.events_published += verdict.events_published
+        self.events_republished += verdict.republished
+        self.dead_letters_expected += verdict.dead_letters_expected
+        self.dead_letters_found += verdict.dead_letters_found
+        self.lost += verdict.lost
+        self.duplicated += verdict.duplicated
+        self.problems += len(verdict.problems)
+
+    @property
+    def empty(self) -> bool:
+        return self.scenarios == 0 and not self.signals_sent
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "signals_sent": self.signals_sent,
+            "faults_injected": dict(sorted(self.faults.items())),
+            "hostile_inputs_tried": self.hostile_inputs,
+            "hostile_input_kinds": len(self.hostile_kinds),
+            "scenarios_checked": self.scenarios,
+            "incidents": {"expected": self.incidents_expected, "found": self.incidents_found},
+            "events": {
+                "expected": self.events_expected,
+                "found": self.events_found,
+                "published": self.events_published,
+                "republished_duplicates": self.events_republished,
+            },
+            "dead_letters": {
+                "expected": self.dead_letters_expected,
+                "found": self.dead_letters_found,
+            },
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "problems": self.problems,
+        }
+
+    def lines(self) -> list[str]:
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        return [
+            f"signals sent:          {self.signals_sent}",
+            f"faults injected:       {sum(self.faults.values())} ({faults})",
+            f"hostile inputs tried:  {self.hostile_inputs} ({len(self.hostile_kinds)} kinds)",
+            f"scenarios checked:     {self.scenarios}",
+            f"incidents:             expected {self.incidents_expected}, "
+            f"found {self.incidents_found}",
+            f"events:                expected {self.events_expected}, found {self.events_found}, "
+            f"published {self.events_published} "
+            f"(+{self.events_republished} at-least-once duplicates with the same ce_id)",
+            f"dead letters:          expected {self.dead_letters_expected}, "
+            f"found {self.dead_letters_found}",
+            f"lost = {self.lost}, duplicated = {self.duplicated}, problems = {self.problems}",
+        ]
+
+    def write_json(self) -> Path | None:
+        target = os.environ.get("TALLY_JSON")
+        if not target:
+            return None
+        path = Path(target)
+        path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+#: The one tally of this pytest session.
+TALLY = Tally()

@@ -1,0 +1,645 @@
+"""Hostile input: the corpus of `corpus.py` (more than 30 kinds, each on every signal topic) goes
+through ONE `ingest-worker run` process, every hostile record between two good ones on the same
+partition. Each must end on the dead-letter topic with its reason and its original bytes, or be
+stored exactly as sent; the good records around them must be processed; the worker must keep
+going; and no planted secret may be stored, published or logged.
+
+The corpus runs once per module (the `corpus_run` fixture); each test checks one promise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from ingest_worker.config import Settings
+from ingest_worker.kafka import ensure_topics
+from ingest_worker.migrations import migrate
+from tests.conftest import ServiceEndpoints
+from tests.e2e.corpus import (
+    KINDS,
+    MAX_MESSAGE_BYTES,
+    Case,
+    Corpus,
+    build_corpus,
+    dumps,
+    padded,
+)
+from tests.e2e.expected import (
+    FAMILIES,
+    SHAPE_FAMILY,
+    SHAPES,
+    Expected,
+    Observed,
+    Verdict,
+    compare,
+    good_signal,
+    observe,
+    parsed_form,
+    touches,
+)
+from tests.e2e.soak import (
+    PRODUCER_MAX_REQUEST,
+    SCENARIO_SETTINGS,
+    Database,
+    Fleet,
+    http_status,
+    topics_of,
+)
+from tests.e2e.tally import TALLY
+from tests.support import eventually, reading
+
+pytestmark = pytest.mark.e2e
+
+SEED = 6
+#: `x-dlq-*` headers the worker appends after the original ones (SPEC §4).
+DLQ_HEADERS = (
+    "x-dlq-reason",
+    "x-dlq-error",
+    "x-dlq-source-topic",
+    "x-dlq-source-partition",
+    "x-dlq-source-offset",
+    "x-dlq-failed-at",
+)
+#: Added instead of the value when a record is too large to republish (README, `too_large`).
+OMITTED_VALUE_HEADERS = ("x-dlq-value-omitted", "x-dlq-original-size")
+#: Kinds that only exist on some topics: deploy-status and verification signals carry every
+#: field their incident key needs, so they cannot be valid yet unmappable.
+TOPIC_SPECIFIC_KINDS = {"missing_field_the_key_needs"}
+#: Phases of the corpus run and how long each may take: cases that have broken the worker before
+#: come after the ordinary ones, so that such a failure hides nothing else.
+PHASES = {"ordinary": 120.0, "binary_headers": 30.0, "oversize": 60.0}
+#: A value every deploy-status incident stores and publishes (its reason code): the secret scans
+#: must find it, which proves they look where the data is.
+CANARY = "HEALTH_FAIL"
+
+
+def test_corpus_has_at_least_30_kinds_each_on_every_signal_topic() -> None:
+    corpus = build_corpus(SEED)
+    families: dict[str, set[str]] = defaultdict(set)
+    for case in corpus:
+        families[case.kind].add(case.family)
+    assert len(families) >= 30 and len(KINDS) == len(families)
+    for name, seen in families.items():
+        if name not in TOPIC_SPECIFIC_KINDS:
+            assert seen == set(FAMILIES), f"{name} is not tried on {set(FAMILIES) - seen}"
+    reasons = Counter(case.reason or "processed" for case in corpus)
+    assert set(reasons) == {
+        "invalid_encoding",
+        "invalid_json",
+        "schema_violation",
+        "too_large",
+        "unmappable",
+        "empty_value",
+        "processed",
+    }
+    assert {c.shape for c in corpus} == set(SHAPES)
+    assert len(corpus.secrets) >= 100
+
+
+# --- running the corpus -------------------------------------------------------------------------
+
+
+@dataclass
+class Placed:
+    """A produced record and where the broker put it."""
+
+    case: Case | None  # None: a good neighbour
+    family: str
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    payload: dict[str, Any] | None
+
+
+@dataclass
+class CorpusRun:
+    corpus: Corpus
+    settings: Settings
+    placed: list[Placed]
+    expected: Expected
+    observed: Observed
+    verdict: Verdict
+    primary_evidence: dict[str, list[dict[str, Any]]]  # incident key -> primary evidence rows
+    leaked: dict[str, list[str]]  # where -> planted secrets found there
+    log: str
+    settled: dict[str, bool]  # phase -> everything processed in time
+    alive_after: bool
+    ready_after: bool
+    exit_code: int
+
+
+def neighbour(number: int) -> tuple[str, dict[str, Any]]:
+    """A good signal (family, payload) with keys of its own, shapes in turn."""
+    shape = SHAPES[number % len(SHAPES)]
+    return SHAPE_FAMILY[shape], good_signal(shape, 20_000_000 + number * 10)
+
+
+async def produce_placed(settings: Settings, cases: list[Case], first: int) -> list[Placed]:
+    """Each case between two good records, on partition (index % 3), in this order."""
+    topics = topics_of(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        max_request_size=PRODUCER_MAX_REQUEST,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=120_000,
+    )
+    await producer.start()
+    try:
+        sent: list[tuple[Placed, Any]] = []
+        for index, case in enumerate(cases, start=first):
+            partition = index % 3
+            before, after = neighbour(2 * index), neighbour(2 * index + 1)
+            for item, (family, payload) in (
+                (None, before),
+                (case, (case.family, case.payload)),
+                (None, after),
+            ):
+                value = case.value if item is not None else json.dumps(payload).encode()
+                future = await producer.send(
+                    topics[family],
+                    value=value,
+                    partition=partition,
+                    key=case.key if item is not None else None,
+                    headers=list(case.headers) if item is not None else [],
+                )
+                placed = Placed(item, family, topics[family], partition, -1, value, payload)
+                sent.append((placed, future))
+        for placed, future in sent:
+            placed.offset = (await future).offset
+        return [p for p, _ in sent]
+    finally:
+        await producer.stop()
+
+
+def expectation(placed: list[Placed]) -> Expected:
+    expected = Expected()
+    for item in placed:
+        if item.payload is not None:
+            expected.add_signal(item.family, item.payload)
+    return expected
+
+
+async def until_processed(
+    database: Database, settings: Settings, expected: Expected, dead_letters: int, timeout: float
+) -> bool:
+    """Wait until the database holds `expected` and the DLQ `dead_letters` records (no raise)."""
+    target = (len(expected.incidents), expected.occurrences, 0)
+    try:
+        async with reading(settings, settings.topic_dead_letter) as dlq:
+
+            async def done() -> bool:
+                if await database.progress() != target:
+                    return False
+                await dlq.drain(quiet_for=0.1)
+                return len(dlq.records) >= dead_letters
+
+            await eventually(done, timeout=timeout, interval=0.2, what="the corpus processed")
+    except AssertionError:
+        return False
+    return True
+
+
+async def primary_evidence(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    rows = await conn.fetch(
+        "SELECT i.incident_key, i.env, i.title, i.correlation_keys, e.payload "
+        "FROM incidents i JOIN incident_evidence e ON e.incident_id = i.id AND e.kind = i.source_kind"
+    )
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        item = dict(row)
+        item["payload"] = json.loads(row["payload"])
+        found[row["incident_key"]].append(item)
+    return found
+
+
+async def scan_database(conn: asyncpg.Connection, secrets: set[str]) -> dict[str, list[str]]:
+    """Every text, jsonb and text[] column of the three public tables, searched for secrets."""
+    columns = await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() "
+        "AND table_name IN ('incidents', 'incident_evidence', 'incident_events') "
+        "AND data_type IN ('text', 'jsonb', 'ARRAY', 'character varying')"
+    )
+    assert len(columns) >= 12, "the scan does not see the store's columns"
+    leaked: dict[str, list[str]] = {}
+    for table, column in ((r["table_name"], r["column_name"]) for r in columns):
+        found = await conn.fetch(
+            f"SELECT s FROM unnest($1::text[]) AS s WHERE EXISTS "  # noqa: S608 - catalog names
+            f'(SELECT 1 FROM "{table}" WHERE strpos("{column}"::text, s) > 0)',
+            sorted(secrets),
+        )
+        if found:
+            leaked[f"postgres {table}.{column}"] = [r["s"] for r in found]
+    return leaked
+
+
+def scan_records(records: list[Any], secrets: set[str], where: str) -> dict[str, list[str]]:
+    leaked: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        parts = {"value": record.value or b"", "key": record.key or b""}
+        parts.update({f"header {k}": bytes(v) for k, v in record.headers or ()})
+        for part, data in parts.items():
+            text = data.decode("utf-8", "replace")
+            leaked[f"{where} {part}"].update(s for s in secrets if s in text)
+    return {k: sorted(v) for k, v in leaked.items() if v}
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(services: ServiceEndpoints) -> AsyncIterator[str]:
+    """A migrated database of its own (the `database_url` fixture is per test)."""
+    name = f"t_corpus_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(services.admin_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = services.admin_database_url.rpartition("/")[0] + f"/{name}"
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            admin = await asyncpg.connect(services.admin_database_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+def corpus_settings(services: ServiceEndpoints, database_url: str) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    topics = {f"topic_{family}": f"signals.{family}.{suffix}" for family in FAMILIES}
+    return Settings(
+        kafka_bootstrap_servers=services.bootstrap_servers,
+        database_url=database_url,
+        group_id=f"corpus-{suffix}",
+        **topics,
+        topic_dead_letter=f"signals.dlq.{suffix}",
+        topic_incident_events=f"incident.events.{suffix}",
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        http_port=0,
+        **SCENARIO_SETTINGS,
+    )
+
+
+@pytest.fixture(scope="module")
+async def corpus_run(
+    services: ServiceEndpoints, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[CorpusRun]:
+    async with fresh_database(services) as url:
+        settings = corpus_settings(services, url)
+        await ensure_topics(settings)
+        fleet = Fleet(settings, tmp_path_factory.mktemp("corpus"))
+        try:
+            yield await run_corpus(build_corpus(SEED), settings, fleet)
+        finally:
+            fleet.close()
+
+
+async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> CorpusRun:
+    """Feed the corpus phase by phase to one worker, stop it, and gather what it left behind."""
+    worker = await fleet.start()
+    database = Database(settings.database_url.get_secret_value())
+    placed: list[Placed] = []
+    settled: dict[str, bool] = {}
+    for phase, timeout in PHASES.items():
+        placed += await produce_placed(
+            settings, [c for c in corpus if c.phase == phase], len(placed)
+        )
+        rejected = sum(1 for p in placed if p.case is not None and p.case.reason is not None)
+        settled[phase] = await until_processed(
+            database, settings, expectation(placed), rejected, timeout=timeout
+        )
+    await database.close()
+    alive = worker.proc is not None and worker.proc.poll() is None
+    ready = await asyncio.to_thread(http_status, worker.http_port, "/readyz") == 200
+    worker.signal(signal.SIGTERM)
+    exit_code = await worker.wait_exit(settings.shutdown_grace_seconds + 15)
+
+    expected = expectation(placed)
+    observed = await observe(settings)
+    verdict = compare(expected, observed, check_dead_letters=False)
+    log = "\n".join(path.read_text(errors="replace") for path in fleet.logs())
+    searched = {*corpus.secrets, CANARY}
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        evidence = await primary_evidence(conn)
+        leaked = await scan_database(conn, searched)
+    finally:
+        await conn.close()
+    leaked.update(scan_records(observed.published, searched, "incident.events"))
+    # The DLQ keeps the original bytes by contract: only what the worker adds there is scanned.
+    added = [_only_headers(r, "x-dlq-error", "x-dlq-reason") for r in observed.dead_letters]
+    leaked.update(scan_records(added, searched, "dead-letter"))
+    if in_log := sorted(s for s in corpus.secrets if s in log):
+        leaked["worker log"] = in_log
+    _tally(corpus, placed, verdict, observed)
+    return CorpusRun(
+        corpus=corpus,
+        settings=settings,
+        placed=placed,
+        expected=expected,
+        observed=observed,
+        verdict=verdict,
+        primary_evidence=evidence,
+        leaked=leaked,
+        log=log,
+        settled=settled,
+        alive_after=alive,
+        ready_after=ready,
+        exit_code=exit_code,
+    )
+
+
+@dataclass
+class _HeadersOnly:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def _only_headers(record: Any, *names: str) -> _HeadersOnly:
+    return _HeadersOnly(None, None, [(k, v) for k, v in record.headers or () if k in names])
+
+
+def _tally(corpus: Corpus, placed: list[Placed], verdict: Verdict, observed: Observed) -> None:
+    TALLY.sent(len(placed))
+    for case in corpus:
+        TALLY.hostile(case.kind)
+    rejected = [p for p in placed if p.case is not None and p.case.reason is not None]
+    coordinates = {_source(r) for r in observed.dead_letters}
+    verdict.dead_letters_expected = len(rejected)
+    verdict.dead_letters_found = sum(
+        1 for p in rejected if (p.topic, p.partition, p.offset) in coordinates
+    )
+    verdict.lost += verdict.dead_letters_expected - verdict.dead_letters_found
+    TALLY.record(verdict)
+
+
+def _source(record: Any) -> tuple[str, int, int]:
+    headers = {k: bytes(v) for k, v in record.headers or ()}
+    return (
+        headers.get("x-dlq-source-topic", b"").decode(),
+        int(headers.get("x-dlq-source-partition", b"-1")),
+        int(headers.get("x-dlq-source-offset", b"-1")),
+    )
+
+
+# --- the promises -------------------------------------------------------------------------------
+
+
+def test_every_rejected_record_is_dead_lettered_with_its_reason_and_original_bytes(
+    corpus_run: CorpusRun,
+) -> None:
+    letters: dict[tuple[str, int, int], list[Any]] = defaultdict(list)
+    for record in corpus_run.observed.dead_letters:
+        letters[_source(record)].append(record)
+    problems = []
+    expected_coordinates = set()
+    for item in corpus_run.placed:
+        case = item.case
+        if case is None or case.reason is None:
+            continue
+        where = (item.topic, item.partition, item.offset)
+        expected_coordinates.add(where)
+        label = f"{case.kind} on {case.shape}"
+        if not letters.get(where):
+            problems.append(f"{label}: not on the dead-letter topic")
+            continue
+        for record in letters[where]:
+            headers = [(k, bytes(v)) for k, v in record.headers or ()]
+            names = [k for k, _ in headers]
+            extra = dict(headers[len(case.headers) :])
+            value, added = case.value, list(DLQ_HEADERS)
+            if extra.get("x-dlq-value-omitted") == b"true" and case.value_may_be_omitted:
+                assert case.value is not None
+                value, added = b"", [*DLQ_HEADERS, *OMITTED_VALUE_HEADERS]
+                if extra.get("x-dlq-original-size") != str(len(case.value)).encode():
+                    problems.append(f"{label}: x-dlq-original-size is wrong")
+            checks = {
+                "x-dlq-reason": (extra.get("x-dlq-reason"), case.reason.encode()),
+                "value": (record.value, value),
+                "key": (record.key, case.key),
+                "original headers": (headers[: len(case.headers)], list(case.headers)),
+                "added headers": (names[len(case.headers) :], added),
+            }
+            for what, (got, want) in checks.items():
+                if got != want:
+                    shown = (got[:80], want[:80]) if isinstance(got, bytes) else (got, want)
+                    problems.append(f"{label}: {what} is {shown[0]!r}, expected {shown[1]!r}")
+            error = extra.get("x-dlq-error", b"").decode("utf-8", "replace")
+            if not 0 < len(error) <= 1000:
+                problems.append(f"{label}: x-dlq-error has {len(error)} characters")
+            if not _is_timestamp(extra.get("x-dlq-failed-at", b"")):
+                problems.append(f"{label}: x-dlq-failed-at {extra.get('x-dlq-failed-at')!r}")
+    for where, records in letters.items():
+        if where not in expected_coordinates:
+            problems.append(
+                f"{where}: a valid record was dead-lettered ({(records[0].value or b'')[:80]!r})"
+            )
+    assert not problems, f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:40])
+
+
+def _is_timestamp(value: bytes) -> bool:
+    try:
+        return datetime.fromisoformat(value.decode()).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def test_valid_hostile_records_are_stored_exactly_as_sent(corpus_run: CorpusRun) -> None:
+    problems = []
+    for item in corpus_run.placed:
+        case = item.case
+        if case is None or case.reason is not None:
+            continue
+        assert case.payload is not None
+        label = f"{case.kind} on {case.shape}"
+        for touch in touches(case.family, case.payload):
+            rows = corpus_run.primary_evidence.get(touch.key, [])
+            if len(rows) != 1:
+                problems.append(f"{label}: {len(rows)} primary evidence rows for {touch.key!r}")
+                continue
+            row = rows[0]
+            if "env" in case.payload and row["env"] != case.payload["env"]:
+                problems.append(f"{label}: env {row['env']!r}, sent {case.payload['env']!r}")
+            deploy = case.payload.get("deployId")
+            if deploy and f"deploy:{deploy}" not in row["correlation_keys"]:
+                problems.append(
+                    f"{label}: correlation keys {row['correlation_keys']} lack deploy:{deploy}"
+                )
+            if case.round_trip:
+                sent = parsed_form(case.family, case.payload)
+                difference = _difference(sent, row["payload"], "")
+                if difference:
+                    problems.append(f"{label}: stored evidence differs at {difference}")
+    assert not problems, f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:40])
+
+
+def test_round_trip_comparison_finds_changed_missing_added_and_retyped_fields() -> None:
+    sent = {"a": "x", "b": [1, {"c": "y"}], "d": None}
+    assert _difference(sent, {**sent, "e": None}, "") is None
+    assert _difference(sent, {**sent, "a": "x "}, "") == ".a: stored 'x ', sent 'x'"
+    assert _difference(sent, {"a": "x", "d": None}, "") == ".b: missing"
+    assert _difference(sent, {**sent, "e": 1}, "") == ": added {'e': 1}"
+    assert _difference(sent, {**sent, "b": [1.0, {"c": "y"}]}, "") == ".b[0]: stored 1.0, sent 1"
+
+
+def _difference(sent: Any, stored: Any, where: str) -> str | None:
+    """Where `stored` differs from `sent`, field for field; fields the worker adds must be null
+    (optional fields it knows of), anything else must be equal and of the same JSON type."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return f"{where or '(value)'}: {stored!r}"
+        for key, value in sent.items():
+            if key not in stored:
+                return f"{where}.{key}: missing"
+            if (found := _difference(value, stored[key], f"{where}.{key}")) is not None:
+                return found
+        added = {k: v for k, v in stored.items() if k not in sent and v is not None}
+        return f"{where}: added {added}" if added else None
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return f"{where}: {stored!r}"
+        for index, (a, b) in enumerate(zip(sent, stored, strict=True)):
+            if (found := _difference(a, b, f"{where}[{index}]")) is not None:
+                return found
+        return None
+    if sent != stored or type(sent) is not type(stored):
+        return f"{where}: stored {stored!r}, sent {sent!r}"
+    return None
+
+
+def test_good_records_around_hostile_ones_are_processed_and_nothing_is_lost_or_duplicated(
+    corpus_run: CorpusRun,
+) -> None:
+    verdict = corpus_run.verdict
+    assert not verdict.problems, verdict.report()
+    late = [phase for phase, done in corpus_run.settled.items() if not done]
+    assert not late, f"phases not processed in time: {late} (limits {PHASES})"
+
+
+def test_worker_keeps_running_through_the_corpus_and_stops_cleanly(corpus_run: CorpusRun) -> None:
+    assert corpus_run.alive_after, "the worker died during the corpus"
+    assert corpus_run.ready_after, "the worker was not ready after the corpus"
+    assert corpus_run.exit_code == 0, corpus_run.log[-3000:]
+    assert "batch_failed" not in corpus_run.log, "a batch failed: a bug, not bad input"
+
+
+def test_no_planted_secret_is_stored_published_or_logged(corpus_run: CorpusRun) -> None:
+    """PostgreSQL (every text/jsonb column), incident.events (values, keys, headers), the worker
+    log and the `x-dlq-error` headers hold none of the planted secrets. The dead-letter topic
+    keeps the original bytes of a rejected record, secrets included: that is its contract."""
+    leaks = {where: found for where, found in corpus_run.leaked.items() if found != [CANARY]}
+    assert leaks == {}
+    canary = {where for where, found in corpus_run.leaked.items() if CANARY in found}
+    assert {"postgres incident_evidence.payload", "incident.events value"} <= canary, (
+        f"the scans did not even find {CANARY!r}, which is stored and published: {canary}"
+    )
+    assert "batch_processed" in corpus_run.log, "the worker log that was scanned is empty"
+    redacted = [
+        row
+        for rows in corpus_run.primary_evidence.values()
+        for row in rows
+        if "[REDACTED]" in json.dumps(row["payload"])
+    ]
+    assert len(redacted) >= 6, "the secrets cases were not stored at all: nothing was scanned"
+
+
+# --- minimal reproductions of the corpus' findings ----------------------------------------------
+
+
+async def _one_partition_run(
+    settings: Settings, fleet: Fleet, records: list[tuple[bytes, list[tuple[str, bytes]]]]
+) -> tuple[set[str], list[Any], bool]:
+    """Produce `records` (value, headers) in order on partition 0 of the deploy-status topic
+    to a fresh worker; (incident keys after 30 s at most, dead letters, worker ready)."""
+    worker = await fleet.start()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=PRODUCER_MAX_REQUEST
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(settings.topic_deploy_status, value=v, headers=h, partition=0)
+            for v, h in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    expected = expectation(
+        [
+            Placed(None, "deploy_status", "", 0, 0, v, json.loads(v))
+            for v, _ in records
+            if len(v) <= MAX_MESSAGE_BYTES
+        ]
+    )
+    database = Database(settings.database_url.get_secret_value())
+    await until_processed(database, settings, expected, 0, timeout=30)
+    await database.close()
+    ready = await asyncio.to_thread(http_status, worker.http_port, "/readyz") == 200
+    await fleet.stop_all()
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        keys = {r["incident_key"] for r in await conn.fetch("SELECT incident_key FROM incidents")}
+    finally:
+        await conn.close()
+    async with reading(settings, settings.topic_dead_letter) as dlq:
+        letters = list(await dlq.drain())
+    return keys, letters, ready
+
+
+async def test_a_record_over_the_size_limit_is_dead_lettered_and_blocks_nothing(
+    scenario_settings: Any, fleet_factory: Any
+) -> None:
+    settings = scenario_settings()
+    await ensure_topics(settings)
+    before, after = (good_signal("deploy_status", 40_000_001 + n) for n in (0, 1))
+    too_large = padded(good_signal("deploy_status", 40_000_003), MAX_MESSAGE_BYTES + 1)
+    keys, letters, ready = await _one_partition_run(
+        settings,
+        fleet_factory(settings),
+        [(dumps(before), []), (too_large, []), (dumps(after), [])],
+    )
+    assert [(_reason(r), r.value == too_large) for r in letters] == [("too_large", True)]
+    assert keys == {t.key for p in (before, after) for t in touches("deploy_status", p)}
+    assert ready, "the worker stayed not ready: it is stuck retrying the dead letter"
+
+
+async def test_records_with_non_utf8_header_values_are_processed_not_silently_dropped(
+    scenario_settings: Any, fleet_factory: Any
+) -> None:
+    settings = scenario_settings()
+    await ensure_topics(settings)
+    signals = [good_signal("deploy_status", 40_000_011 + n) for n in range(3)]
+    headers: list[list[tuple[str, bytes]]] = [[], [("trace", b"\xff\x00")], []]
+    keys, letters, _ = await _one_partition_run(
+        settings,
+        fleet_factory(settings),
+        [(dumps(s), h) for s, h in zip(signals, headers, strict=True)],
+    )
+    assert letters == []
+    assert keys == {t.key for s in signals for t in touches("deploy_status", s)}
+
+
+def _reason(record: Any) -> str:
+    return dict(record.headers or ()).get("x-dlq-reason", b"").decode()
