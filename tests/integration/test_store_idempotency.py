@@ -260,13 +260,14 @@ async def test_outbox_publisher_is_notified_after_commit_only_when_events_were_w
     writer = await asyncpg.connect(database_url)
     notified: asyncio.Queue[str] = asyncio.Queue()
     try:
-        await listener.add_listener("ingest_outbox", lambda *args: notified.put_nowait(args[2]))
+        await listener.add_listener("ingest_outbox", lambda *args: notified.put_nowait(args[3]))
         await apply_batch(writer, [incident_input(KEY, signal=f"s{i}") for i in range(300)])
-        assert await asyncio.wait_for(notified.get(), 5) == "ingest_outbox"
+        assert await asyncio.wait_for(notified.get(), 5) == ""  # the store's notification
         await apply_batch(writer, [incident_input(KEY, signal="s1")])  # a duplicate
-        await writer.execute("SELECT 1")
-        await asyncio.sleep(0.2)
-        assert notified.empty()
+        # Notifications of one session arrive in commit order: a later sentinel arriving first
+        # means the duplicate batch notified nothing.
+        await writer.execute("SELECT pg_notify('ingest_outbox', 'sentinel')")
+        assert await asyncio.wait_for(notified.get(), 5) == "sentinel"
     finally:
         await listener.close()
         await writer.close()
@@ -289,12 +290,30 @@ async def test_empty_batch(db_pool: asyncpg.Pool) -> None:
     assert (result.outcomes, result.events_written) == ((), 0)
 
 
-@pytest.mark.parametrize("after", [0.005, 0.05, 0.15, 0.3])
-async def test_cancelled_batch_commits_nothing(db_pool: asyncpg.Pool, after: float) -> None:
+async def _wait_until_blocked_on_a_lock(conn: Connection, task: asyncio.Task[Any]) -> None:
+    """Until another backend of this database waits on a lock (the batch reached the table)."""
+    query = """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+    async with asyncio.timeout(30):
+        while not await conn.fetchval(query):
+            assert not task.done(), "the batch finished without touching the locked table"
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "table", ["processed_signals", "incidents", "incident_evidence", "incident_events", "outbox"]
+)
+async def test_cancelled_batch_commits_nothing(db_pool: asyncpg.Pool, table: str) -> None:
+    """A batch cancelled at the statement that writes `table` (held there by a lock) leaves no
+    row in any table, and the same inputs apply normally afterwards."""
     batch = [incident_input(f"k{i}", signal="s") for i in range(3000)]
-    async with db_pool.acquire() as conn:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(apply_batch(conn, batch), after)
+    async with db_pool.acquire() as blocker, db_pool.acquire() as conn, blocker.transaction():
+        await blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        task = asyncio.create_task(apply_batch(conn, batch))
+        await _wait_until_blocked_on_a_lock(blocker, task)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     async with db_pool.acquire() as conn:
         assert sum(len(rows) for rows in (await everything(conn)).values()) == 0
         assert (await apply_batch(conn, batch[:10])).outcomes == (C,) * 10
