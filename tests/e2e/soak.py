@@ -310,6 +310,39 @@ async def sigkill_and_restart(
     return await fleet.start()
 
 
+async def sigkill_inside_a_transaction(
+    fleet: Fleet,
+    victim: WorkerProcess,
+    database_url: str,
+    *,
+    then: Callable[[], None] = lambda: None,
+    timeout: float = 60.0,
+) -> WorkerProcess:
+    """SIGKILL `victim` while one of its batches is inside its database transaction, then start a
+    replacement. The test holds a lock on `incident_evidence`, waits until a worker backend waits
+    on it (a batch was read and its transaction is open), kills the worker, and lets go. A worker
+    that committed offsets before its transaction committed loses that batch here. `then` runs
+    once the lock is held (e.g. releasing a feeder's held-back records, so that a batch comes).
+
+    Only for a fleet of one worker: with two, the blocked backend may belong to the other one."""
+    waiting = """SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE incident_evidence IN ACCESS EXCLUSIVE MODE")
+            then()
+
+            async def blocked() -> bool:
+                return bool(await conn.fetchval(waiting))
+
+            await eventually(blocked, timeout=timeout, what="a batch blocked in its transaction")
+            fleet.kill(victim)
+    finally:
+        await conn.close()
+    return await fleet.start()
+
+
 async def postgres_outage(
     postgres: EmbeddedPostgres, watched: WorkerProcess, feeder: Feeder | None, *, records: int = 150
 ) -> None:
@@ -344,6 +377,55 @@ async def broker_pause(kafka: EmbeddedKafka, watched: WorkerProcess) -> None:
     finally:
         kafka.resume()
     await eventually(_ready(watched), timeout=60, what="readiness back after the broker resumed")
+
+
+async def sigkill_while_publishing(
+    fleet: Fleet,
+    victim: WorkerProcess,
+    kafka: EmbeddedKafka,
+    database_url: str,
+    *,
+    then: Callable[[], None] = lambda: None,
+) -> WorkerProcess:
+    """SIGKILL `victim` after it committed events that the broker could not acknowledge.
+
+    A batch is held inside its transaction by a lock on `incident_evidence`; the broker is paused
+    (SIGSTOP); the lock is let go, so the batch commits its events while no publish can be
+    acknowledged; once the worker reports not ready, it is killed, the broker resumes and a
+    replacement starts. A publisher that forgets events before the broker acknowledged them
+    loses them here. Only for a fleet of one worker. `then` runs once the lock is held."""
+    count_events = "SELECT count(*) FROM incident_events"
+    waiting = """SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute("LOCK TABLE incident_evidence IN ACCESS EXCLUSIVE MODE")
+        then()
+
+        async def blocked() -> bool:
+            return bool(await conn.fetchval(waiting))
+
+        await eventually(blocked, timeout=60, what="a batch blocked in its transaction")
+        before = await conn.fetchval(count_events)
+        kafka.pause()
+        try:
+            await transaction.commit()  # lets the batch go on; the lock's transaction wrote nothing
+
+            async def committed() -> bool:
+                return bool(await conn.fetchval(count_events) > before)
+
+            await eventually(committed, timeout=30, what="the held batch to commit its events")
+            await eventually(
+                _not_ready(victim), timeout=30, what="readiness to drop with the broker paused"
+            )
+            fleet.kill(victim)
+        finally:
+            kafka.resume()
+    finally:
+        await conn.close()
+    return await fleet.start()
 
 
 async def rebalance_then_sigkill(

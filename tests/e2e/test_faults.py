@@ -51,6 +51,8 @@ from tests.e2e.soak import (
     rebalance_then_sigkill,
     settle,
     sigkill_and_restart,
+    sigkill_inside_a_transaction,
+    sigkill_while_publishing,
     wait_for_occurrences,
 )
 from tests.e2e.tally import TALLY
@@ -212,6 +214,11 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             assert await database.occurrences() < expected.occurrences, (
                 "the kill was not mid-stream"
             )
+        # And once at the worst instant: a batch read, its transaction open, nothing committed.
+        worker = await sigkill_inside_a_transaction(
+            fleet, worker, settings.database_url.get_secret_value(), then=feeder.release
+        )
+        TALLY.fault("sigkill_in_transaction")
         await feeder.finished()
     await finish(fleet, database, records, expected)
     # The audit commands, as an operator runs them, agree with the direct checks.
@@ -254,7 +261,8 @@ async def test_broker_pause_mid_stream_loses_and_duplicates_nothing(
     fleet_factory: Callable[[Settings], Fleet],
     embedded_kafka: EmbeddedKafka,
 ) -> None:
-    settings = scenario_settings()
+    # Publishing rounds of two events: the held batch's events need several rounds.
+    settings = scenario_settings(outbox_batch_size=2)
     await ensure_topics(settings)
     records = signal_stream(SEED + 3, 2000)
     database = Database(settings.database_url.get_secret_value())
@@ -264,6 +272,15 @@ async def test_broker_pause_mid_stream_loses_and_duplicates_nothing(
         await wait_for_occurrences(database, 1)
         await broker_pause(embedded_kafka, worker)
         TALLY.fault("broker_pause")
+        # Again, and this time the worker dies while its publishes wait for acknowledgements.
+        worker = await sigkill_while_publishing(
+            fleet,
+            worker,
+            embedded_kafka,
+            settings.database_url.get_secret_value(),
+            then=feeder.release,
+        )
+        TALLY.fault("sigkill_while_publishing")
         await feeder.finished()
     await finish(fleet, database, records, expect(records))
 
