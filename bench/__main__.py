@@ -38,7 +38,7 @@ from typing import Any
 from ingest_worker.embedded import embedded_services
 
 from .generate import StreamSpec, check_sample, generate
-from .harness import Topics, create_topics, log, produce_all
+from .harness import Topics, create_topics, log, produce_all, quiesce_postgres
 from .limits import consume_only, write_only
 from .naive import run_naive
 from .report import cpu_budget, machine, ratios, targets, write
@@ -185,6 +185,7 @@ async def run_all(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             ctx.bootstrap, ctx.admin_url, topics, min(args.naive_signals, len(stream.records))
         )
     if "saturation" not in args.skip:
+        await quiesce_postgres(ctx.admin_url)
         results["saturation"] = await saturation(ctx, stream, topics)
     del stream
     gc.collect()
@@ -202,6 +203,8 @@ async def run_all(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         lat_stream = generate(lat_spec)
         lat_topics = Topics(f"lat{k}")
         await create_topics(ctx.bootstrap, lat_topics.all())
+        quiet = await quiesce_postgres(ctx.admin_url)
+        log(f"latency{k}: PostgreSQL quiet after {quiet:.1f}s (earlier databases dropped)")
         run = await latency(ctx, lat_stream, lat_topics, rate, name=f"latency{k}")
         run["label"] = label
         results["latency"].append(run)

@@ -202,6 +202,29 @@ def database_url(admin_url: str, name: str) -> str:
     return f"{admin_url.rpartition('/')[0]}/{name}"
 
 
+async def quiesce_postgres(admin_url: str, *, timeout: float = 120.0) -> float:
+    """Start the next phase on a quiet PostgreSQL: drop the earlier phases' databases (their
+    autovacuum would otherwise run during the next measurement), CHECKPOINT, and wait until no
+    autovacuum worker runs. Returns the seconds it took."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(admin_url)
+    try:
+        names = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")
+        for row in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        await conn.execute("CHECKPOINT")
+        while time.monotonic() - started < timeout:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            )
+            if not busy:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    return time.monotonic() - started
+
+
 async def fresh_database(admin_url: str, name: str) -> str:
     """An empty database `name` (dropped first if it exists); the worker migrates it itself."""
     conn = await asyncpg.connect(admin_url)

@@ -420,7 +420,9 @@ def markdown(results: dict[str, Any]) -> str:
             "(its Kafka timestamp) to the Kafka timestamp of its event record (set by the worker "
             "when it publishes); *received* is when the bench's consumer got the event. "
             "*Others' load*: CPU used by processes outside the benchmark (other people's work on "
-            "this shared machine), in cores, during the run.",
+            "this shared machine), in cores, during the run. Before the saturation run and each "
+            "latency run, the earlier phases' databases are dropped, PostgreSQL is checkpointed "
+            "and no autovacuum worker runs, so that no phase pays for the previous one's cleanup.",
         ]
     if sat:
         cpu = sat["cpu_seconds_per_10k_signals"]
