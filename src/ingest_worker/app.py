@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .migrations import migrate
 from .outbox import OutboxPublisher
 from .pipeline import Backoff, BatchProcessor, PreparedBatch, ShutdownRequested, SignalRecord
+from .store import LOCK_TURN, LockTurn
 
 log = structlog.get_logger("ingest_worker.worker")
 
@@ -98,13 +99,19 @@ class _Batch:
 
 @dataclass(slots=True)
 class _Writer:
-    """The batch being written (at most one at a time)."""
+    """A batch being written. A worker writes up to `INGEST_WRITE_CONCURRENCY` batches at once."""
 
     batch: _Batch
-    task: asyncio.Task[bool]
+    started: float
+    locked: asyncio.Event
+    task: asyncio.Task[bool] | None = None
+
+    def task_done(self) -> bool:
+        return self.task is not None and self.task.done()
 
     async def done(self) -> bool:
-        """Wait for the write; True when it committed."""
+        """Wait for the write; True when it committed its offsets."""
+        assert self.task is not None
         try:
             return await asyncio.shield(self.task)
         except Exception:
@@ -218,7 +225,7 @@ class Worker:
         self._trackers: list[_AssignmentTracker] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._processor: BatchProcessor | None = None
-        self._writer: _Writer | None = None
+        self._writers: list[_Writer] = []  # in consumption order
         self._subscriber: Any = None
         self.batches = 0
 
@@ -313,7 +320,7 @@ class Worker:
         topics = list(s.topic_kinds())
         tracker = _AssignmentTracker(
             ",".join(topics),
-            lambda: self._wait_for_writer(timeout=s.max_poll_interval_ms / 2000),
+            lambda: self._wait_for_writers(timeout=s.max_poll_interval_ms / 2000),
         )
         self._trackers.append(tracker)
         subscriber = self.broker.subscriber(
@@ -355,12 +362,14 @@ class Worker:
 
     # ----------------------------------------------------------------- consume
     async def _handle_batch(self, message: KafkaMessage) -> None:
-        """Decode this batch while the previous one is written, then hand it to the writer.
+        """Decode this batch while earlier ones are written, then hand it to a writer.
 
-        Batches are written strictly in consumption order, one at a time; each commits exactly
-        its own offsets after its transaction and dead letters are done. If a batch cannot
-        finish, every partition is rewound to its earliest unwritten offset, so that no later
-        commit can skip it.
+        Up to `INGEST_WRITE_CONCURRENCY` batches are written at once, each in its own
+        transaction. Their lock statements run in consumption order (`store.LockTurn`), and each
+        batch commits exactly its own offsets after its transaction and dead letters are done and
+        after the batch before it committed, so offsets are committed in consumption order. If a
+        batch cannot finish, the batches after it do not commit either, and every partition is
+        rewound to its earliest unwritten offset, so that no later commit can skip it.
         """
         assert self._processor is not None
         raw = message.raw_message
@@ -370,30 +379,60 @@ class Worker:
             return
         batch = _Batch.of(consumer_records)
         if self.stopping.is_set():
-            await self._wait_for_writer()
+            await self._wait_for_writers()
             _seek(consumer, batch.earliest)
             return
         started = time.monotonic()
         prepared = self._processor.prepare(batch.records)
-        previous = self._writer
-        if previous is not None and not await previous.done():
-            # The previous batch was abandoned and rewound: read this one again after it.
-            _seek(consumer, _earliest_of(previous.batch.earliest, batch.earliest))
+        limit = self.settings.write_concurrency
+        while self._writers and (len(self._writers) >= limit or self._writers[0].task_done()):
+            if not await self._writers[0].done():
+                # Abandoned and rewound, and so are the batches after it: read them all again,
+                # and this one after them.
+                await self._rewind_all(consumer, batch)
+                return
+            self._writers.pop(0)
+        if self._writers and self._writers[-1].task_done() and not await self._writers[-1].done():
+            await self._rewind_all(consumer, batch)
             return
         if self.stopping.is_set():
-            # Shutdown began while the previous batch was written: start nothing new.
+            # Shutdown began while earlier batches were written: start nothing new.
             _seek(consumer, batch.earliest)
             return
-        self._writer = _Writer(
-            batch, asyncio.create_task(self._write(consumer, batch, prepared, started))
+        previous = self._writers[-1] if self._writers else None
+        writer = _Writer(batch, started, asyncio.Event())
+        writer.task = asyncio.create_task(
+            self._write(consumer, writer, previous, prepared, started)
         )
+        self._writers.append(writer)
+        writer.task.add_done_callback(lambda _: self._refresh_batch_clock())
+        self._refresh_batch_clock()
+
+    def _refresh_batch_clock(self) -> None:
+        """/healthz watches the oldest batch still being written."""
+        running = [w.started for w in self._writers if not w.task_done()]
+        self.health.batch_started_at = min(running) if running else None
+
+    async def _rewind_all(self, consumer: AIOKafkaConsumer, batch: _Batch) -> None:
+        """After an abandoned batch: wait for every batch in flight, then rewind every partition
+        to the earliest offset among them and `batch`."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            await writer.done()
+        _seek(consumer, _earliest_of(*(w.batch.earliest for w in writers), batch.earliest))
 
     async def _write(
-        self, consumer: AIOKafkaConsumer, batch: _Batch, prepared: PreparedBatch, started: float
+        self,
+        consumer: AIOKafkaConsumer,
+        writer: _Writer,
+        previous: _Writer | None,
+        prepared: PreparedBatch,
+        started: float,
     ) -> bool:
         """Apply a prepared batch and commit its offsets; False if it was abandoned (rewound)."""
         assert self._processor is not None
-        self.health.batch_started_at = started
+        batch = writer.batch
+        LOCK_TURN.set(LockTurn(previous.locked if previous is not None else None, writer.locked))
         try:
             with structlog.contextvars.bound_contextvars(batch=len(batch.records)):
                 report = await self._processor.complete(prepared)
@@ -411,7 +450,12 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), self.settings.retry_max_seconds)
             return False
         finally:
-            self.health.batch_started_at = None
+            writer.locked.set()  # never keep the next batch waiting on a batch that ended
+        if previous is not None and not await previous.done():
+            # The batch before was abandoned: its offsets were not committed, so neither are
+            # these (this batch's effects are in, and its redelivery will find them).
+            _seek(consumer, batch.earliest)
+            return False
         try:
             await consumer.commit(batch.next_offsets)
         except Exception as exc:  # e.g. CommitFailedError after a rebalance: redelivery is harmless
@@ -434,12 +478,14 @@ class Worker:
         )
         return True
 
-    async def _wait_for_writer(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Wait until the batch being written is committed or abandoned."""
-        writer = self._writer
-        if writer is not None:
+    async def _wait_for_writers(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every batch being written is committed or abandoned."""
+        tasks = [w.task for w in self._writers if w.task is not None]
+        if tasks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer.task), timeout)
+                await asyncio.wait_for(
+                    asyncio.shield(asyncio.gather(*tasks, return_exceptions=True)), timeout
+                )
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -479,14 +525,14 @@ class Worker:
         log.info("stopping", grace_seconds=grace)
         self.stopping.set()
         # The batch being written finishes (and commits) or is abandoned, before the consumer stops.
-        await self._wait_for_writer(timeout=max(0.1, grace * 0.5))
+        await self._wait_for_writers(timeout=max(0.1, grace * 0.5))
         if self.broker is not None:
             try:
                 await asyncio.wait_for(self.broker.stop(), max(0.1, grace * 0.6))
             except Exception as exc:
                 log.warning("broker_stop_incomplete", error=repr(exc))
         # A batch handed to the writer just before the stop finishes (or is abandoned) first.
-        await self._wait_for_writer(timeout=max(0.1, deadline - time.monotonic()))
+        await self._wait_for_writers(timeout=max(0.1, deadline - time.monotonic()))
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 2)

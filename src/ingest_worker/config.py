@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     topic_incident_events: str = "incident.events"
 
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    write_concurrency: int = Field(default=2, ge=1, le=8)
     batch_timeout_ms: int = Field(default=10, ge=1, le=60_000)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=60_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"  # noqa: S104 - a service's probe endpoint must be reachable
     http_port: int = Field(default=8080, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
-    db_pool_size: int = Field(default=4, ge=2)
+    db_pool_size: int = Field(default=6, ge=2)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     migrate_on_start: bool = True

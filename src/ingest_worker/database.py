@@ -37,7 +37,8 @@ async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url.get_secret_value(),
         min_size=min_size,
-        max_size=settings.db_pool_size,
+        # One connection per concurrent batch, plus the outbox publisher, its listener, the probe.
+        max_size=max(settings.db_pool_size, settings.write_concurrency + 3),
         init=init_connection,
         command_timeout=STATEMENT_TIMEOUT_SECONDS,
         timeout=10,

@@ -251,7 +251,9 @@ def _refuse_credentials_in_identifiers(item: IncidentInput) -> None:
     parts.extend(e.ref for e in item.evidence)
     if item.env is not None:
         parts.append(item.env)
-    if identifier_holds_credential("\n".join(parts)):
+    # Each part on its own: joined, `BEARER` ending one and the next beginning would read as
+    # `Bearer <token>`.
+    if any(identifier_holds_credential(part) for part in parts):
         raise _invalid(
             RejectReason.SCHEMA_VIOLATION,
             "an identifier field (env, ids, names, ARNs) holds a value that looks like a "

@@ -14,7 +14,8 @@ Per batch, on one connection, in one READ COMMITTED transaction:
    newest event, the evidence rows the events list; then `pg_notify('ingest_outbox', '')`.
 
 Every writer of `incidents`/`incident_events` must take the same advisory locks
-(`lock_key`, class `LOCK_CLASS`). Driver exceptions propagate unchanged.
+(`lock_key`, class `LOCK_CLASS`). Driver exceptions propagate unchanged. A worker writing
+several batches at once orders their lock statements with `LOCK_TURN` (see `LockTurn`).
 No connection set-up is needed: jsonb crosses the wire as text, whatever codec is registered;
 `init_connection` (a pool's `init=`) only makes jsonb columns read as Python values elsewhere.
 """
@@ -25,6 +26,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -71,6 +73,23 @@ def lock_key(incident: uuid.UUID) -> int:
     return int.from_bytes(incident.bytes[:4], "big", signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class LockTurn:
+    """The turn of one batch among the batches a worker writes at once.
+
+    A batch sends its lock statement only once the batch consumed before it holds its locks
+    (`after` is set), and sets `locked` once it holds its own. Batches touching the same incident
+    are so applied in consumption order, and its events keep that order; batches touching
+    different incidents are written in parallel. Set for the writing task with `LOCK_TURN`.
+    """
+
+    after: asyncio.Event | None
+    locked: asyncio.Event
+
+
+LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
+
+
 async def apply_batch(
     conn: Connection, inputs: Sequence[IncidentInput], *, outbox_lanes: int = 64
 ) -> BatchResult:
@@ -88,10 +107,15 @@ async def apply_batch(
             ids[signal.incident_key] = incident_id(signal.incident_key)
     queries = load_queries("store.sql")
     signals = sorted(first_of)
+    turn = LOCK_TURN.get()
+    if turn is not None and turn.after is not None:
+        await turn.after.wait()
     async with conn.transaction(isolation="read_committed"):
         await conn.execute(
             queries["lock_incidents"], LOCK_CLASS, sorted({lock_key(i) for i in ids.values()})
         )
+        if turn is not None:
+            turn.locked.set()
         rows = await conn.fetch(
             queries["insert_processed_signals"],
             [k for k, _ in signals],

@@ -11,7 +11,7 @@ import pytest
 
 from ingest_worker.audit import replay_check, verify_chains
 from ingest_worker.domain import IncidentInput
-from ingest_worker.store import Outcome, apply_batch
+from ingest_worker.store import LOCK_TURN, LockTurn, Outcome, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration
@@ -103,3 +103,31 @@ async def test_a_publisher_holding_a_lane_does_not_block_writers(db_pool: asyncp
                 apply_batch(conn, signals(keys=10, per_key=3), outbox_lanes=4), 10
             )
     assert result.events_written == 20
+
+
+async def test_a_batch_takes_its_locks_only_after_the_batch_before_it_holds_its_own(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """`LockTurn`: the later batch of one worker waits for the earlier one's locks, even when it
+    reaches the database first, so an incident's events keep the consumption order."""
+    first_locked, second_locked = asyncio.Event(), asyncio.Event()
+
+    async def apply_in_turn(conn: asyncpg.Connection, signal: str, turn: LockTurn) -> None:
+        LOCK_TURN.set(turn)  # a task's own context: as the worker's writer tasks do
+        await apply_batch(conn, [incident_input("k", signal=signal)], outbox_lanes=4)
+
+    async with db_pool.acquire() as early, db_pool.acquire() as late:
+        second = asyncio.create_task(
+            apply_in_turn(late, "second", LockTurn(first_locked, second_locked))
+        )
+        await asyncio.sleep(0)  # one step: the task runs up to its turn, before any I/O
+        assert not second.done() and not second_locked.is_set()
+        await apply_in_turn(early, "first", LockTurn(None, first_locked))
+        await asyncio.wait_for(second, 30)
+        rows = await early.fetch(
+            "SELECT e.seq, e.payload->>'signal_sha256' AS signal"
+            " FROM incident_events e ORDER BY e.seq"
+        )
+    assert second_locked.is_set()
+    expected = [incident_input("k", signal=s).signal_sha256 for s in ("first", "second")]
+    assert [r["signal"] for r in rows] == expected

@@ -401,6 +401,11 @@ def test_a_credential_in_an_identifier_field_is_refused_without_echoing_it(
             "ecs_stopped:0:APIKEY:2000-01-01T00:00:00Z",
         ),
         (
+            SourceKind.ECS_STOPPED,
+            {"cluster": "0", "taskArn": "BEARER", "stoppedAt": "2000-01-01T00:00:00Z"},
+            "ecs_stopped:0:BEARER:2000-01-01T00:00:00Z",
+        ),
+        (
             SourceKind.RUNNER,
             {
                 "runId": "r1",
