@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from ingest_worker.canonical import canonical_json
@@ -256,13 +256,25 @@ def assert_well_formed(kind: SourceKind, item: IncidentInput) -> None:
 # --- properties --------------------------------------------------------------------------------
 
 
+def decode_valid(kind: SourceKind, raw: bytes) -> list[IncidentInput]:
+    """`decode_record` on input the strategies mean to be valid. Generated identifiers can still
+    combine into something credential-shaped across fields (`x://user` then `pass@host`); those
+    inputs are refused by design (tested in test_decoding) and are not examples here."""
+    try:
+        return decode_record(kind, raw, max_bytes=MAX)
+    except InvalidSignal as error:
+        if "looks like a credential" in error.message:
+            reject()
+        raise
+
+
 @PROPERTIES
 @given(valid_records)
 def test_valid_input_never_raises_and_maps_identically_every_time(record: Any) -> None:
     kind, data = record
     raw = encode(data)
-    first = decode_record(kind, raw, max_bytes=MAX)
-    assert decode_record(kind, raw, max_bytes=MAX) == first
+    first = decode_valid(kind, raw)
+    assert decode_valid(kind, raw) == first
     for item in first:
         assert_well_formed(kind, item)
 
@@ -270,7 +282,7 @@ def test_valid_input_never_raises_and_maps_identically_every_time(record: Any) -
 @PROPERTIES
 @given(deploy_signals)
 def test_deploy_status_key_is_env_deploy_id_or_unknown_and_canonical_time(data: Any) -> None:
-    inputs = decode_record(SourceKind.DEPLOY_STATUS, encode(data), max_bytes=MAX)
+    inputs = decode_valid(SourceKind.DEPLOY_STATUS, encode(data))
     if data["status"] == "GREEN":
         assert inputs == ()
         return
@@ -284,7 +296,7 @@ def test_deploy_status_key_is_env_deploy_id_or_unknown_and_canonical_time(data: 
 @PROPERTIES
 @given(verification_signals)
 def test_verification_key_is_deploy_id_and_report_hash_or_run_id(data: Any) -> None:
-    inputs = decode_record(SourceKind.VERIFICATION, encode(data), max_bytes=MAX)
+    inputs = decode_valid(SourceKind.VERIFICATION, encode(data))
     if data["status"] == "passed":
         assert inputs == ()
         return
@@ -298,7 +310,7 @@ def test_verification_key_is_deploy_id_and_report_hash_or_run_id(data: Any) -> N
 @PROPERTIES
 @given(ecs_signals)
 def test_ecs_key_and_severity_follow_the_seed(data: Any) -> None:
-    [item] = decode_record(SourceKind.ECS_STOPPED, encode(data), max_bytes=MAX)
+    [item] = decode_valid(SourceKind.ECS_STOPPED, encode(data))
     moment = datetime.fromisoformat(data["stoppedAt"])
     assert (
         item.incident_key == f"ecs_stopped:{data['cluster']}:{data['taskArn']}:{rendered(moment)}"
@@ -314,7 +326,7 @@ def test_ecs_key_and_severity_follow_the_seed(data: Any) -> None:
 @PROPERTIES
 @given(runner_signals)
 def test_runner_key_and_severity_follow_the_seed(data: Any) -> None:
-    inputs = decode_record(SourceKind.RUNNER, encode(data), max_bytes=MAX)
+    inputs = decode_valid(SourceKind.RUNNER, encode(data))
     conclusion = data["conclusion"]
     if conclusion in ("success", "skipped"):
         assert inputs == ()
