@@ -103,15 +103,14 @@ class _Writer:
 
     batch: _Batch
     started: float
-    locked: asyncio.Event
-    task: asyncio.Task[bool] | None = None
+    locked: asyncio.Event  # set once its transaction holds its locks, or once it ended
+    task: asyncio.Task[bool]
 
     def task_done(self) -> bool:
-        return self.task is not None and self.task.done()
+        return self.task.done()
 
     async def done(self) -> bool:
         """Wait for the write; True when it committed its offsets."""
-        assert self.task is not None
         try:
             return await asyncio.shield(self.task)
         except Exception:
@@ -400,10 +399,11 @@ class Worker:
             _seek(consumer, batch.earliest)
             return
         previous = self._writers[-1] if self._writers else None
-        writer = _Writer(batch, started, asyncio.Event())
-        writer.task = asyncio.create_task(
-            self._write(consumer, writer, previous, prepared, started)
+        locked = asyncio.Event()
+        task = asyncio.create_task(
+            self._write(consumer, batch, locked, previous, prepared, started)
         )
+        writer = _Writer(batch, started, locked, task)
         self._writers.append(writer)
         writer.task.add_done_callback(lambda _: self._refresh_batch_clock())
         self._refresh_batch_clock()
@@ -424,15 +424,15 @@ class Worker:
     async def _write(
         self,
         consumer: AIOKafkaConsumer,
-        writer: _Writer,
+        batch: _Batch,
+        locked: asyncio.Event,
         previous: _Writer | None,
         prepared: PreparedBatch,
         started: float,
     ) -> bool:
         """Apply a prepared batch and commit its offsets; False if it was abandoned (rewound)."""
         assert self._processor is not None
-        batch = writer.batch
-        LOCK_TURN.set(LockTurn(previous.locked if previous is not None else None, writer.locked))
+        LOCK_TURN.set(LockTurn(previous.locked if previous is not None else None, locked))
         try:
             with structlog.contextvars.bound_contextvars(batch=len(batch.records)):
                 report = await self._processor.complete(prepared)
@@ -450,7 +450,7 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), self.settings.retry_max_seconds)
             return False
         finally:
-            writer.locked.set()  # never keep the next batch waiting on a batch that ended
+            locked.set()  # never keep the next batch waiting on a batch that ended
         if previous is not None and not await previous.done():
             # The batch before was abandoned: its offsets were not committed, so neither are
             # these (this batch's effects are in, and its redelivery will find them).
@@ -480,7 +480,7 @@ class Worker:
 
     async def _wait_for_writers(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until every batch being written is committed or abandoned."""
-        tasks = [w.task for w in self._writers if w.task is not None]
+        tasks = [w.task for w in self._writers]
         if tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -524,14 +524,14 @@ class Worker:
         deadline = time.monotonic() + grace * 0.9
         log.info("stopping", grace_seconds=grace)
         self.stopping.set()
-        # The batch being written finishes (and commits) or is abandoned, before the consumer stops.
+        # Batches being written finish (and commit) or are abandoned, before the consumer stops.
         await self._wait_for_writers(timeout=max(0.1, grace * 0.5))
         if self.broker is not None:
             try:
                 await asyncio.wait_for(self.broker.stop(), max(0.1, grace * 0.6))
             except Exception as exc:
                 log.warning("broker_stop_incomplete", error=repr(exc))
-        # A batch handed to the writer just before the stop finishes (or is abandoned) first.
+        # A batch handed over just before the stop finishes (or is abandoned) first.
         await self._wait_for_writers(timeout=max(0.1, deadline - time.monotonic()))
         for task in self._tasks:
             with contextlib.suppress(BaseException):

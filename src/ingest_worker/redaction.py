@@ -67,10 +67,15 @@ _CREDENTIAL: Final = re.compile(
 _URL_CREDENTIALS: Final = re.compile(r"(?<=://)[^\s/@:]+:[^\s/@]+(?=@)")
 _USERINFO: Final = re.compile(r"[^\s/@:]+:[^\s/@]+")
 
+#: The words that name a secret in an assignment (`password=…`, `token: …`).
+_ASSIGNED_NAMES: Final = (
+    r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+    r"client[_-]?secret|private[_-]?key|auth[_-]?token|session[_-]?id)"
+)
+
 #: `password=hunter2`, `token: abc`, `"apiKey": "…"` inside free text: only the value goes.
 _ASSIGNMENT: Final = re.compile(
-    r"(?P<name>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
-    r"client[_-]?secret|private[_-]?key|auth[_-]?token|session[_-]?id)\b[\"']?\s*[=:]\s*[\"']?)"
+    rf"(?P<name>\b{_ASSIGNED_NAMES}\b[\"']?\s*[=:]\s*[\"']?)"
     r"(?P<value>[^\s\"'&,;]{3,})",
     re.IGNORECASE | re.ASCII,
 )
@@ -160,8 +165,7 @@ def redact_text(text: str) -> str:
 #: In identifiers, `:` separates the parts of a key (`runner:<runId>:<step>:<conclusion>`), so
 #: `token:failure` is no assignment there: only `name=value` or `name: value` (space after `:`) is.
 _IDENTIFIER_ASSIGNMENT: Final = re.compile(
-    r"\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
-    r"client[_-]?secret|private[_-]?key|auth[_-]?token|session[_-]?id)\b[\"']?"
+    rf"\b{_ASSIGNED_NAMES}\b[\"']?"
     r"(?:\s*=|\s*:\s)\s*[\"']?[^\s\"'&,;]{3,}",
     re.IGNORECASE | re.ASCII,
 )
