@@ -16,6 +16,14 @@ from ingest_worker.app import Worker
 from ingest_worker.config import Settings
 from ingest_worker.kafka import ensure_topics
 
+LOCK_WAITERS = """SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+
+
+async def someone_waits_on_a_lock(conn: Any) -> bool:
+    """Whether a backend of `conn`'s database waits on a lock (e.g. one the test holds)."""
+    return bool(await conn.fetchval(LOCK_WAITERS))
+
 
 async def eventually(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool],

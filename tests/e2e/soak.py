@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from ingest_worker.config import Settings
 from ingest_worker.embedded import EmbeddedKafka, EmbeddedPostgres
 from tests.e2e.expected import FAMILIES, Expected, Record, compare, observe, signal_stream
 from tests.e2e.process import WorkerProcess
-from tests.support import eventually
+from tests.support import eventually, someone_waits_on_a_lock
 
 #: Settings of every scenario: a short session timeout so that the group notices a SIGKILLed
 #: member in ~3 s instead of 10 s (each restart after a kill waits for it), fast retries.
@@ -310,6 +310,33 @@ async def sigkill_and_restart(
     return await fleet.start()
 
 
+@contextlib.asynccontextmanager
+async def batch_held_in_its_transaction(
+    database_url: str, *, then: Callable[[], None] = lambda: None, timeout: float = 60.0
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.transaction.Transaction]]:
+    """Hold a worker's batch inside its transaction: lock `incident_evidence`, run `then` (e.g.
+    release a feeder's held-back records, so that a batch comes), and wait until a backend waits
+    on the lock (a batch was read and its transaction is open). Yields the lock's connection and
+    transaction: commit it to let the batch go on; otherwise it is rolled back on exit (it wrote
+    nothing).
+
+    Only for a fleet of one worker: with two, the blocked backend may belong to the other one."""
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute("LOCK TABLE incident_evidence IN ACCESS EXCLUSIVE MODE")
+        then()
+        await eventually(
+            lambda: someone_waits_on_a_lock(conn),
+            timeout=timeout,
+            what="a batch blocked in its transaction",
+        )
+        yield conn, transaction
+    finally:
+        await conn.close()
+
+
 async def sigkill_inside_a_transaction(
     fleet: Fleet,
     victim: WorkerProcess,
@@ -318,28 +345,11 @@ async def sigkill_inside_a_transaction(
     then: Callable[[], None] = lambda: None,
     timeout: float = 60.0,
 ) -> WorkerProcess:
-    """SIGKILL `victim` while one of its batches is inside its database transaction, then start a
-    replacement. The test holds a lock on `incident_evidence`, waits until a worker backend waits
-    on it (a batch was read and its transaction is open), kills the worker, and lets go. A worker
-    that committed offsets before its transaction committed loses that batch here. `then` runs
-    once the lock is held (e.g. releasing a feeder's held-back records, so that a batch comes).
-
-    Only for a fleet of one worker: with two, the blocked backend may belong to the other one."""
-    waiting = """SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
-    conn = await asyncpg.connect(database_url, timeout=5)
-    try:
-        async with conn.transaction():
-            await conn.execute("LOCK TABLE incident_evidence IN ACCESS EXCLUSIVE MODE")
-            then()
-
-            async def blocked() -> bool:
-                return bool(await conn.fetchval(waiting))
-
-            await eventually(blocked, timeout=timeout, what="a batch blocked in its transaction")
-            fleet.kill(victim)
-    finally:
-        await conn.close()
+    """SIGKILL `victim` while one of its batches is inside its database transaction (see
+    `batch_held_in_its_transaction`), then start a replacement. A worker that committed offsets
+    before its transaction committed loses that batch here."""
+    async with batch_held_in_its_transaction(database_url, then=then, timeout=timeout):
+        fleet.kill(victim)
     return await fleet.start()
 
 
@@ -389,29 +399,17 @@ async def sigkill_while_publishing(
 ) -> WorkerProcess:
     """SIGKILL `victim` after it committed events that the broker could not acknowledge.
 
-    A batch is held inside its transaction by a lock on `incident_evidence`; the broker is paused
-    (SIGSTOP); the lock is let go, so the batch commits its events while no publish can be
+    A batch is held inside its transaction (`batch_held_in_its_transaction`); the broker is
+    paused (SIGSTOP); the batch is let go, so it commits its events while no publish can be
     acknowledged; once the worker reports not ready, it is killed, the broker resumes and a
     replacement starts. A publisher that forgets events before the broker acknowledged them
-    loses them here. Only for a fleet of one worker. `then` runs once the lock is held."""
+    loses them here. Only for a fleet of one worker."""
     count_events = "SELECT count(*) FROM incident_events"
-    waiting = """SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
-    conn = await asyncpg.connect(database_url, timeout=5)
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        await conn.execute("LOCK TABLE incident_evidence IN ACCESS EXCLUSIVE MODE")
-        then()
-
-        async def blocked() -> bool:
-            return bool(await conn.fetchval(waiting))
-
-        await eventually(blocked, timeout=60, what="a batch blocked in its transaction")
+    async with batch_held_in_its_transaction(database_url, then=then) as (conn, held):
         before = await conn.fetchval(count_events)
         kafka.pause()
         try:
-            await transaction.commit()  # lets the batch go on; the lock's transaction wrote nothing
+            await held.commit()
 
             async def committed() -> bool:
                 return bool(await conn.fetchval(count_events) > before)
@@ -423,8 +421,6 @@ async def sigkill_while_publishing(
             fleet.kill(victim)
         finally:
             kafka.resume()
-    finally:
-        await conn.close()
     return await fleet.start()
 
 

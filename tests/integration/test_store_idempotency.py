@@ -16,6 +16,7 @@ from ingest_worker.domain import EvidenceInput, Severity
 from ingest_worker.events import GENESIS_HASH, event_body_for_publish
 from ingest_worker.store import Connection, Outcome, apply_batch, init_connection, outbox_lane
 from tests.factories import incident_input
+from tests.support import someone_waits_on_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -292,10 +293,8 @@ async def test_empty_batch(db_pool: asyncpg.Pool) -> None:
 
 async def _wait_until_blocked_on_a_lock(conn: Connection, task: asyncio.Task[Any]) -> None:
     """Until another backend of this database waits on a lock (the batch reached the table)."""
-    query = """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
     async with asyncio.timeout(30):
-        while not await conn.fetchval(query):
+        while not await someone_waits_on_a_lock(conn):
             assert not task.done(), "the batch finished without touching the locked table"
             await asyncio.sleep(0.01)
 
