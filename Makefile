@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas clean lock
+.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas clean lock interop
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Real tools against the real thing: promtool on the rules, a real Prometheus scraping
+# `ingest-worker dev` (installs Debian's prometheus package when missing; needs root for that).
+interop: $(STAMP)
+	$(PY) interop/prometheus.py
 
 asyncapi: $(STAMP)
 	$(VENV)/bin/ingest-worker asyncapi --output docs/asyncapi.json
