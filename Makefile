@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas clean lock interop
+.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas golden clean lock interop
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -48,6 +49,11 @@ bench: $(STAMP)
 # `ingest-worker dev` (installs Debian's prometheus package when missing; needs root for that).
 interop: $(STAMP)
 	$(PY) interop/prometheus.py
+
+# Rewrite every tests/sources/<source>/<case>.expected.json from the mappers (review the diff).
+golden: $(STAMP)
+	-$(VENV)/bin/pytest tests/sources -q --force-regen
+	$(VENV)/bin/pytest tests/sources -q
 
 asyncapi: $(STAMP)
 	$(VENV)/bin/ingest-worker asyncapi --output docs/asyncapi.json

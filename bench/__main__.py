@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest_worker.embedded import embedded_services
+from ingest_worker.service.embedded import embedded_services
 
 from .generate import StreamSpec, check_sample, generate
 from .harness import Topics, create_topics, log, produce_all, quiesce_postgres

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.factories import incident_input
 
-from ingest_worker.domain import Severity
-from ingest_worker.embedded import EmbeddedPostgres
-from ingest_worker.migrations import migrate
-from ingest_worker.store import apply_batch, init_connection
+from ingest_worker.core.values import Severity
+from ingest_worker.service.embedded import EmbeddedPostgres
+from ingest_worker.store.incidents import apply_batch, init_connection
+from ingest_worker.store.migrations import migrate
 
 
 def make_batches(batch: int, batches: int, seed: int = 7) -> list[list]:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ The Kafka record key is the incident key, so that every signal of one incident l
 partition in send order: the events of an incident then come out in the order of its signals,
 which lets the latency measurement match event *n* of an incident with its *n*-th distinct signal.
 
-Shapes are the fixtures of tests/fixtures (seed 000 shapes, plus a share of the real-world
+Shapes are the golden cases of tests/sources (seed 000 shapes, plus a share of the real-world
 envelopes: EventBridge "ECS Task State Change" and GitHub `workflow_job`), with ids and timestamps
 varied. Incident keys are computed here from the seed's key formats; `check_sample` verifies them
 against the real decoder.
@@ -29,20 +29,17 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from ingest_worker.domain import SourceKind
-
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+from tests.sources import FIXTURES
 
 CATEGORIES = ("created", "updated", "duplicate", "ignored", "dead_lettered")
 EVENT_CATEGORIES = frozenset({"created", "updated"})
 KINDS = (
-    SourceKind.DEPLOY_STATUS,
-    SourceKind.VERIFICATION,
-    SourceKind.ECS_STOPPED,
-    SourceKind.RUNNER,
+    "deploy_status",
+    "verification",
+    "ecs_stopped",
+    "runner",
 )
 _BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 _ENVS = ("prod", "stage", "dev")
@@ -75,7 +72,7 @@ class StreamSpec:
 
 @dataclass(frozen=True, slots=True)
 class GenRecord:
-    kind: SourceKind
+    kind: str
     key: bytes
     value: bytes
     category: str
@@ -143,7 +140,7 @@ class _Generator:
         self.counts: Counter[str] = Counter()
         self.shapes: Counter[str] = Counter()
         #: kind → identities of incidents created so far (seed shapes only), for updates.
-        self.created: dict[SourceKind, list[tuple[Any, ...]]] = {k: [] for k in KINDS}
+        self.created: dict[str, list[tuple[Any, ...]]] = {k: [] for k in KINDS}
         # Templates as compact JSON text: json.loads is a faster deep copy than copy.deepcopy.
         self._ecs_running = _dumps(_fixture("aws-ecs-task-state-change-running.json"))
         self._ecs_stopped = _dumps(_fixture("aws-ecs-task-state-change-stopped.json"))
@@ -270,7 +267,7 @@ class _Generator:
     # ---------------------------------------------------------------- records
     def add(
         self,
-        kind: SourceKind,
+        kind: str,
         key: bytes,
         value: bytes,
         category: str,
@@ -292,8 +289,8 @@ class _Generator:
         ident = None
         if update:
             ident = recent[rng.randrange(max(0, len(recent) - _UPDATE_WINDOW), len(recent))]
-        elif rng.random() < spec.envelopes and kind in (SourceKind.ECS_STOPPED, SourceKind.RUNNER):
-            if kind is SourceKind.ECS_STOPPED:
+        elif rng.random() < spec.envelopes and kind in ("ecs_stopped", "runner"):
+            if kind == "ecs_stopped":
                 value, key = self.ecs_event(n, stopped=True)
                 shape = "ecs_task_state_change"
             else:
@@ -301,46 +298,42 @@ class _Generator:
                 shape = "github_workflow_job"
             self.add(kind, key.encode(), _dumps(value), "created", key, shape)
             return
-        if kind is SourceKind.DEPLOY_STATUS:
+        if kind == "deploy_status":
             status = "RED" if rng.random() < 0.6 else "YELLOW"
             value, ident, key = self.deploy_status(n, ident, status)
-        elif kind is SourceKind.VERIFICATION:
+        elif kind == "verification":
             status = "failed" if rng.random() < 0.8 else "timeout"
             value, ident, key = self.verification(n, ident, status)
-        elif kind is SourceKind.ECS_STOPPED:
+        elif kind == "ecs_stopped":
             value, ident, key = self.ecs(n, ident)
         else:
             conclusion = rng.choices(("failure", "timeout", "cancelled"), (0.7, 0.15, 0.15))[0]
             value, ident, key = self.runner(n, ident, conclusion)
         if not update:
             recent.append(ident)
-        self.add(
-            kind, key.encode(), _dumps(value), "updated" if update else "created", key, kind.value
-        )
+        self.add(kind, key.encode(), _dumps(value), "updated" if update else "created", key, kind)
 
-    def ignored(self, n: int, kind: SourceKind) -> None:
-        if kind is SourceKind.DEPLOY_STATUS:
+    def ignored(self, n: int, kind: str) -> None:
+        if kind == "deploy_status":
             value = self.deploy_status(n, None, "GREEN")[0]
-        elif kind is SourceKind.VERIFICATION:
+        elif kind == "verification":
             value = self.verification(n, None, "passed")[0]
-        elif kind is SourceKind.ECS_STOPPED:
+        elif kind == "ecs_stopped":
             value = self.ecs_event(n, stopped=False)[0]
         else:
             value = self.runner(n, None, "success")[0]
-        self.add(
-            kind, f"ignored-{n}".encode(), _dumps(value), "ignored", None, f"{kind.value}:ignored"
-        )
+        self.add(kind, f"ignored-{n}".encode(), _dumps(value), "ignored", None, f"{kind}:ignored")
 
     def invalid(self, n: int) -> None:
         rng = self.rng
         kind = KINDS[rng.randrange(4)]
-        if kind is SourceKind.DEPLOY_STATUS:
+        if kind == "deploy_status":
             value = self.deploy_status(n, None, "RED")[0]
             broken = {**value, "status": "PURPLE"}
-        elif kind is SourceKind.VERIFICATION:
+        elif kind == "verification":
             value = self.verification(n, None, "failed")[0]
             broken = {**value, "status": 7}
-        elif kind is SourceKind.ECS_STOPPED:
+        elif kind == "ecs_stopped":
             value = self.ecs(n, None)[0]
             broken = {k: v for k, v in value.items() if k != "taskArn"}
         else:
@@ -391,8 +384,8 @@ def generate(spec: StreamSpec) -> Stream:
 
 def check_sample(stream: Stream, sample: int = 400, *, max_bytes: int = 1_048_576) -> None:
     """Decode a sample of records with the worker's decoder; raise if a category or key is wrong."""
-    from ingest_worker.decoding import decode_record
-    from ingest_worker.errors import InvalidSignal
+    from ingest_worker.core.errors import InvalidSignal
+    from ingest_worker.sources.decode import decode_record
 
     rng = random.Random(stream.spec.seed + 1)
     indexes: Iterable[int] = rng.sample(

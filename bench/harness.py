@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from ingest_worker.domain import SourceKind
-from ingest_worker.embedded import EmbeddedServices, free_port
+from ingest_worker.service.embedded import EmbeddedServices, free_port
 
 from .generate import GenRecord
 
@@ -42,16 +41,16 @@ class Topics:
     prefix: str
 
     @property
-    def by_kind(self) -> dict[SourceKind, str]:
+    def by_kind(self) -> dict[str, str]:
         return {
-            SourceKind.DEPLOY_STATUS: f"{self.prefix}.signals.deploy-status",
-            SourceKind.VERIFICATION: f"{self.prefix}.signals.verification",
-            SourceKind.ECS_STOPPED: f"{self.prefix}.signals.ecs",
-            SourceKind.RUNNER: f"{self.prefix}.signals.runner",
+            "deploy_status": f"{self.prefix}.signals.deploy-status",
+            "verification": f"{self.prefix}.signals.verification",
+            "ecs_stopped": f"{self.prefix}.signals.ecs",
+            "runner": f"{self.prefix}.signals.runner",
         }
 
     @property
-    def kind_of(self) -> dict[str, SourceKind]:
+    def kind_of(self) -> dict[str, str]:
         return {topic: kind for kind, topic in self.by_kind.items()}
 
     @property
@@ -81,10 +80,10 @@ class Topics:
     def worker_env(self) -> dict[str, str]:
         by_kind = self.by_kind
         return {
-            "INGEST_TOPIC_DEPLOY_STATUS": by_kind[SourceKind.DEPLOY_STATUS],
-            "INGEST_TOPIC_VERIFICATION": by_kind[SourceKind.VERIFICATION],
-            "INGEST_TOPIC_ECS": by_kind[SourceKind.ECS_STOPPED],
-            "INGEST_TOPIC_RUNNER": by_kind[SourceKind.RUNNER],
+            "INGEST_TOPIC_DEPLOY_STATUS": by_kind["deploy_status"],
+            "INGEST_TOPIC_VERIFICATION": by_kind["verification"],
+            "INGEST_TOPIC_ECS": by_kind["ecs_stopped"],
+            "INGEST_TOPIC_RUNNER": by_kind["runner"],
             "INGEST_TOPIC_DEAD_LETTER": self.dead_letter,
             "INGEST_TOPIC_INCIDENT_EVENTS": self.events,
         }

@@ -23,11 +23,11 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from ingest_worker.decoding import decode_record
-from ingest_worker.domain import IncidentInput, SourceKind
-from ingest_worker.errors import InvalidSignal
-from ingest_worker.migrations import migrate
-from ingest_worker.store import apply_batch, init_connection
+from ingest_worker.core.errors import InvalidSignal
+from ingest_worker.core.values import IncidentInput
+from ingest_worker.sources.decode import decode_record
+from ingest_worker.store.incidents import apply_batch, init_connection
+from ingest_worker.store.migrations import migrate
 
 from .generate import GenRecord
 from .harness import Topics, fresh_database, log
@@ -85,14 +85,14 @@ def _decode_chunk(chunk: Sequence[tuple[str, bytes]]) -> list[IncidentInput]:
     out: list[IncidentInput] = []
     for kind, value in chunk:
         with contextlib.suppress(InvalidSignal):
-            out.extend(decode_record(SourceKind(kind), value, max_bytes=MAX_MESSAGE_BYTES))
+            out.extend(decode_record(kind, value, max_bytes=MAX_MESSAGE_BYTES))
     return out
 
 
 async def decode_inputs(records: Sequence[GenRecord]) -> tuple[list[IncidentInput], float]:
     """Every incident input of the stream, in stream order (worker processes; not timed as I/O)."""
     started = time.perf_counter()
-    items = [(r.kind.value, r.value) for r in records]
+    items = [(r.kind, r.value) for r in records]
     size = 5000
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     loop = asyncio.get_running_loop()

@@ -24,14 +24,14 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest_worker.canonical import incident_id
-from ingest_worker.decoding import decode_record
-from ingest_worker.errors import InvalidSignal
-from ingest_worker.kafka import dead_letter_headers
-from ingest_worker.migrations import migrate
-from ingest_worker.outbox import cloudevent_headers, event_value
-from ingest_worker.pipeline import DeadLetter, SignalRecord
-from ingest_worker.store import apply_batch
+from ingest_worker.core.canonical import incident_id
+from ingest_worker.core.errors import InvalidSignal
+from ingest_worker.delivery.batches import DeadLetter, SignalRecord
+from ingest_worker.delivery.kafka import dead_letter_headers
+from ingest_worker.delivery.outbox import cloudevent_headers, event_value
+from ingest_worker.sources.decode import decode_record
+from ingest_worker.store.incidents import apply_batch
+from ingest_worker.store.migrations import migrate
 
 from .harness import Topics, create_topics, fresh_database, log, make_producer
 

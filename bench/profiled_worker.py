@@ -52,7 +52,7 @@ def main() -> int:
     prefix = Path(sys.argv[1])
     from pyinstrument import Profiler
 
-    from ingest_worker.cli import main as worker_main
+    from ingest_worker.service.cli import main as worker_main
 
     profiler = Profiler(interval=0.001, async_mode="disabled")
     profiler.start()

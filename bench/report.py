@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from ingest_worker.embedded import EmbeddedServices
+from ingest_worker.service.embedded import EmbeddedServices
 
 TARGET_THROUGHPUT = 10_000
 TARGET_LIMIT_RATIO = 0.5

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from ingest_worker.embedded import EmbeddedServices
+from ingest_worker.service.embedded import EmbeddedServices
 
 from .generate import EVENT_CATEGORIES, Stream
 from .harness import (

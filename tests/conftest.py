@@ -21,9 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.config import Settings
-from ingest_worker.embedded import EmbeddedKafka, EmbeddedPostgres
-from ingest_worker.migrations import migrate
+from ingest_worker.service.config import Settings
+from ingest_worker.service.embedded import EmbeddedKafka, EmbeddedPostgres
+from ingest_worker.store.migrations import migrate
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest_worker.canonical import canonical_sha256
-from ingest_worker.domain import EvidenceInput, IncidentInput, Severity, SourceKind, SourceRef
+from ingest_worker.core.canonical import canonical_sha256
+from ingest_worker.core.values import EvidenceInput, IncidentInput, Severity, SourceRef
 
 BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -51,7 +51,7 @@ def incident_input(
     identity = {**fields, "signal": signal, "classification": repr(fields["classification"])}
     return IncidentInput(
         incident_key=key,
-        source_kind=SourceKind.DEPLOY_STATUS,
+        source_kind="deploy_status",
         severity=severity,
         title=fields["title"],
         env=env,

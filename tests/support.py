@@ -12,9 +12,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from ingest_worker.app import Worker
-from ingest_worker.config import Settings
-from ingest_worker.kafka import ensure_topics
+from ingest_worker.service.config import Settings
+from ingest_worker.service.kafka_clients import ensure_topics
+from ingest_worker.service.worker import Worker
 
 LOCK_WAITERS = """SELECT count(*) FROM pg_stat_activity
                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""

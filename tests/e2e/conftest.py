@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ingest_worker.config import Settings
-from ingest_worker.embedded import EmbeddedKafka, EmbeddedPostgres
+from ingest_worker.service.config import Settings
+from ingest_worker.service.embedded import EmbeddedKafka, EmbeddedPostgres
 from tests.conftest import ServiceEndpoints
 from tests.e2e.soak import SCENARIO_SETTINGS, Fleet
 from tests.e2e.tally import TALLY

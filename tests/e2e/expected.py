@@ -805,7 +805,7 @@ _DUPLICATES = {
 
 async def read_database(conn: Any) -> dict[str, Any]:
     """The rows the comparison needs, plus `verify` and `replay --check` over the same database."""
-    from ingest_worker.audit import replay_check, verify_chains
+    from ingest_worker.store.audit import replay_check, verify_chains
 
     return {
         "incidents": [dict(r) for r in await conn.fetch(_INCIDENTS)],

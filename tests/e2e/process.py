@@ -13,8 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest_worker.config import Settings
-from ingest_worker.embedded import free_port
+from ingest_worker.service.config import Settings
+from ingest_worker.service.embedded import free_port
 
 
 def worker_environment(settings: Settings, http_port: int) -> dict[str, str]:

@@ -35,8 +35,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from ingest_worker.config import Settings
-from ingest_worker.embedded import EmbeddedKafka, EmbeddedPostgres
+from ingest_worker.service.config import Settings
+from ingest_worker.service.embedded import EmbeddedKafka, EmbeddedPostgres
 from tests.e2e.expected import FAMILIES, Expected, Record, compare, observe, signal_stream
 from tests.e2e.process import WorkerProcess
 from tests.support import eventually, someone_waits_on_a_lock

@@ -24,9 +24,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingest_worker.config import Settings
-from ingest_worker.embedded import EmbeddedKafka, EmbeddedPostgres
-from ingest_worker.kafka import ensure_topics
+from ingest_worker.service.config import Settings
+from ingest_worker.service.embedded import EmbeddedKafka, EmbeddedPostgres
+from ingest_worker.service.kafka_clients import ensure_topics
 from tests.e2e.expected import (
     SHAPES,
     Expected,
@@ -56,12 +56,12 @@ from tests.e2e.soak import (
     wait_for_occurrences,
 )
 from tests.e2e.tally import TALLY
+from tests.sources import FIXTURES
 
 pytestmark = pytest.mark.e2e
 
 #: Every stream and every fault instant derives from this seed (set FAULT_SEED to vary it).
 SEED = int(os.environ.get("FAULT_SEED", "20240501"))
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 # --- the oracle itself --------------------------------------------------------------------------

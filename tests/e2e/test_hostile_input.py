@@ -24,9 +24,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ingest_worker.config import Settings
-from ingest_worker.kafka import ensure_topics
-from ingest_worker.migrations import migrate
+from ingest_worker.service.config import Settings
+from ingest_worker.service.kafka_clients import ensure_topics
+from ingest_worker.store.migrations import migrate
 from tests.conftest import ServiceEndpoints
 from tests.e2e.corpus import (
     KINDS,

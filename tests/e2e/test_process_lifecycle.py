@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingest_worker.config import Settings
-from ingest_worker.kafka import ensure_topics
+from ingest_worker.service.config import Settings
+from ingest_worker.service.kafka_clients import ensure_topics
 from tests.e2e.process import WorkerProcess
 from tests.integration.test_worker_pipeline import deploy_status
 from tests.support import encode, eventually, header, produce, reading

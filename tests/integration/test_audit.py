@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from ingest_worker import canonical
-from ingest_worker.audit import ChainBreak, ProjectionDiff, replay_check, verify_chains
-from ingest_worker.domain import EvidenceInput, Severity
-from ingest_worker.store import Connection, apply_batch
+from ingest_worker.core import canonical
+from ingest_worker.core.values import EvidenceInput, Severity
+from ingest_worker.store.audit import ChainBreak, ProjectionDiff, replay_check, verify_chains
+from ingest_worker.store.incidents import Connection, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingest_worker.store import apply_batch
+from ingest_worker.store.incidents import apply_batch
 from tests.factories import incident_input
 from tests.integration.test_audit import tamper
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from ingest_worker.store import Connection, apply_batch
+from ingest_worker.store.incidents import Connection, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration

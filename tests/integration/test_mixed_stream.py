@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from ingest_worker.config import Settings
+from ingest_worker.service.config import Settings
+from tests.sources import FIXTURES
 from tests.support import eventually, header, produce, reading, start_worker
 
 pytestmark = pytest.mark.integration
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def fixture(name: str) -> bytes:

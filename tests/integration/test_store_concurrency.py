@@ -9,9 +9,9 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from ingest_worker.audit import replay_check, verify_chains
-from ingest_worker.domain import IncidentInput
-from ingest_worker.store import LOCK_TURN, LockTurn, Outcome, apply_batch
+from ingest_worker.core.values import IncidentInput
+from ingest_worker.store.audit import replay_check, verify_chains
+from ingest_worker.store.incidents import LOCK_TURN, LockTurn, Outcome, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,16 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker import canonical
-from ingest_worker.domain import EvidenceInput, Severity
-from ingest_worker.events import GENESIS_HASH, event_body_for_publish
-from ingest_worker.store import Connection, Outcome, apply_batch, init_connection, outbox_lane
+from ingest_worker.core import canonical
+from ingest_worker.core.events import GENESIS_HASH, event_body_for_publish
+from ingest_worker.core.values import EvidenceInput, Severity
+from ingest_worker.store.incidents import (
+    Connection,
+    Outcome,
+    apply_batch,
+    init_connection,
+    outbox_lane,
+)
 from tests.factories import incident_input
 from tests.support import someone_waits_on_a_lock
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest_worker.audit import replay_check, verify_chains
-from ingest_worker.domain import EvidenceInput, IncidentInput, Severity
-from ingest_worker.store import Connection, apply_batch
+from ingest_worker.core.values import EvidenceInput, IncidentInput, Severity
+from ingest_worker.store.audit import replay_check, verify_chains
+from ingest_worker.store.incidents import Connection, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.config import Settings
+from ingest_worker.service.config import Settings
 from tests.conftest import ServiceEndpoints
 from tests.integration.test_worker_pipeline import deploy_status
 from tests.support import RunningWorker, encode, eventually, header, produce, reading, start_worker

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.canonical import incident_id
-from ingest_worker.config import Settings
+from ingest_worker.core.canonical import incident_id
+from ingest_worker.service.config import Settings
 from tests.support import encode, eventually, header, produce, reading, start_worker
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest_worker.config import Settings
-from ingest_worker.specification import asyncapi_document
+from ingest_worker.service.asyncapi import asyncapi_document
+from ingest_worker.service.config import Settings
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest_worker.canonical import (
+from ingest_worker.core.canonical import (
     canonical_json,
     canonical_sha256,
     event_id,
@@ -96,7 +96,7 @@ def test_timestamps_are_rendered_in_utc_with_fractions_only_when_non_zero() -> N
 
 @given(st.text())
 def test_ids_are_the_standard_uuid5_of_their_names(name: str) -> None:
-    from ingest_worker.canonical import ID_NAMESPACE, _uuid5
+    from ingest_worker.core.canonical import ID_NAMESPACE, _uuid5
 
     try:
         expected = uuid.uuid5(ID_NAMESPACE, name)

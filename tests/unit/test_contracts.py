@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_worker.contracts import json_schemas, schema_text, write_json_schemas
+from ingest_worker.service.contracts import json_schemas, schema_text, write_json_schemas
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 REGENERATE = "regenerate with `make asyncapi` (ingest-worker schemas --output-dir docs/schemas)"

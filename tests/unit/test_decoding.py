@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest_worker.decoding import MAX_ERROR_MESSAGE, decode_record
-from ingest_worker.domain import SourceKind
-from ingest_worker.errors import InvalidSignal, RejectReason
+from ingest_worker.core.errors import InvalidSignal, RejectReason
+from ingest_worker.sources.decode import MAX_ERROR_MESSAGE, decode_record
+from tests.sources import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MAX = 1_048_576
 SECRET = "ghp_Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
 
-DEPLOY = SourceKind.DEPLOY_STATUS
-VERIFICATION = SourceKind.VERIFICATION
-ECS = SourceKind.ECS_STOPPED
-RUNNER = SourceKind.RUNNER
+DEPLOY = "deploy_status"
+VERIFICATION = "verification"
+ECS = "ecs_stopped"
+RUNNER = "runner"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -37,7 +35,7 @@ def deploy(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not ...}
 
 
-def rejected(kind: SourceKind, value: bytes | None, *, max_bytes: int = MAX) -> InvalidSignal:
+def rejected(kind: str, value: bytes | None, *, max_bytes: int = MAX) -> InvalidSignal:
     with pytest.raises(InvalidSignal) as caught:
         decode_record(kind, value, max_bytes=max_bytes)
     error = caught.value
@@ -64,7 +62,7 @@ def rejected(kind: SourceKind, value: bytes | None, *, max_bytes: int = MAX) -> 
         (RUNNER, "github-workflow-job-completed-failure.json", 1),
     ],
 )
-def test_every_fixture_decodes_on_its_topic(kind: SourceKind, name: str, count: int) -> None:
+def test_every_fixture_decodes_on_its_topic(kind: str, name: str, count: int) -> None:
     raw = (FIXTURES / name).read_bytes()
     inputs = decode_record(kind, raw, max_bytes=MAX)
     assert len(inputs) == count
@@ -387,7 +385,7 @@ def test_a_credential_in_an_identifier_field_is_refused_without_echoing_it(
         field: value,
     }
     with pytest.raises(InvalidSignal) as caught:
-        decode_record(SourceKind.DEPLOY_STATUS, json.dumps(signal).encode(), max_bytes=1 << 20)
+        decode_record("deploy_status", json.dumps(signal).encode(), max_bytes=1 << 20)
     assert caught.value.reason is RejectReason.SCHEMA_VIOLATION
     assert value not in caught.value.message and "credential" in caught.value.message
 
@@ -396,17 +394,17 @@ def test_a_credential_in_an_identifier_field_is_refused_without_echoing_it(
     ("kind", "signal", "key"),
     [
         (
-            SourceKind.ECS_STOPPED,
+            "ecs_stopped",
             {"cluster": "0", "taskArn": "APIKEY", "stoppedAt": "2000-01-01T00:00:00Z"},
             "ecs_stopped:0:APIKEY:2000-01-01T00:00:00Z",
         ),
         (
-            SourceKind.ECS_STOPPED,
+            "ecs_stopped",
             {"cluster": "0", "taskArn": "BEARER", "stoppedAt": "2000-01-01T00:00:00Z"},
             "ecs_stopped:0:BEARER:2000-01-01T00:00:00Z",
         ),
         (
-            SourceKind.RUNNER,
+            "runner",
             {
                 "runId": "r1",
                 "stepName": "Refresh token",
@@ -418,7 +416,7 @@ def test_a_credential_in_an_identifier_field_is_refused_without_echoing_it(
     ],
 )
 def test_a_secret_word_before_the_colon_of_a_key_is_not_a_credential(
-    kind: SourceKind, signal: dict[str, object], key: str
+    kind: str, signal: dict[str, object], key: str
 ) -> None:
     """Key parts are joined by `:`: `token:failure` is two parts, not an assignment."""
     [item] = decode_record(kind, json.dumps(signal).encode(), max_bytes=1 << 20)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ingest_worker.events import event_hash
-from ingest_worker.outbox import event_value
+from ingest_worker.core.events import event_hash
+from ingest_worker.delivery.outbox import event_value
 
 
 def test_event_value_is_the_stored_body_with_the_hash_and_the_hash_verifies() -> None:

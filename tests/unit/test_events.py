@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest_worker import canonical
-from ingest_worker.domain import Severity
-from ingest_worker.events import (
+from ingest_worker.core import canonical
+from ingest_worker.core.events import (
     EVENT_CREATED,
     EVENT_UPDATED,
     GENESIS_HASH,
@@ -26,7 +25,8 @@ from ingest_worker.events import (
     event_hash,
     same_json,
 )
-from ingest_worker.projection import SNAPSHOT_FIELDS, IncidentState, advance, start
+from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState, advance, start
+from ingest_worker.core.values import Severity
 from tests.factories import incident_input
 
 KEY = "verification:deploy-1:sha256-abc"

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest_worker.canonical import canonical_sha256
-from ingest_worker.domain import ErrorCode, Severity, SourceKind
-from ingest_worker.mapping import map_deploy_status
-from ingest_worker.redaction import REDACTED
-from ingest_worker.signals import DeployStatusSignal
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from ingest_worker.core.canonical import canonical_sha256
+from ingest_worker.core.redaction import REDACTED
+from ingest_worker.core.values import Severity
+from ingest_worker.sources.deploy_status import DeployStatusSignal, map_deploy_status
+from tests.sources import FIXTURES
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -42,11 +39,7 @@ def test_yellow_deploy_status_creates_a_yellow_incident_with_deploy_status_yello
     )
     assert incident is not None
     assert incident.severity is Severity.YELLOW
-    assert (
-        incident.classification["error_code"]
-        == ErrorCode.DEPLOY_STATUS_YELLOW
-        == "DEPLOY_STATUS_YELLOW"
-    )
+    assert incident.classification["error_code"] == "DEPLOY_STATUS_YELLOW" == "DEPLOY_STATUS_YELLOW"
 
 
 def test_red_deploy_status_creates_a_red_incident_with_deploy_status_red() -> None:
@@ -54,7 +47,7 @@ def test_red_deploy_status_creates_a_red_incident_with_deploy_status_red() -> No
     assert incident is not None
     assert incident.severity is Severity.RED
     assert incident.classification["error_code"] == "DEPLOY_STATUS_RED"
-    assert incident.source_kind is SourceKind.DEPLOY_STATUS
+    assert incident.source_kind == "deploy_status"
 
 
 def test_key_is_env_deploy_id_and_changed_at() -> None:

@@ -9,18 +9,21 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest_worker.domain import Severity, SourceKind
-from ingest_worker.envelopes import cluster_name
-from ingest_worker.errors import InvalidSignal, RejectReason
-from ingest_worker.mapping import map_ecs_stopped_task, map_ecs_task_state_change
-from ingest_worker.signals import EcsStoppedTaskSignal, EcsTaskStateChangeEvent
+from ingest_worker.core.errors import InvalidSignal, RejectReason
+from ingest_worker.core.values import Severity
+from ingest_worker.sources.ecs_stopped import (
+    EcsStoppedTaskSignal,
+    EcsTaskStateChangeEvent,
+    cluster_name,
+    map_ecs_stopped_task,
+    map_ecs_task_state_change,
+)
+from tests.sources import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/prod-cluster/0123456789abcdef0123456789abcdef"
 AWS_TASK = "arn:aws:ecs:us-west-2:111122223333:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad"
 
@@ -57,7 +60,7 @@ def test_non_zero_exit_code_is_a_red_task_failure() -> None:
     incident = map_ecs_stopped_task(plain(exitCode=137, stoppedReason="Task stopped"))
     assert incident.severity is Severity.RED
     assert incident.classification["error_code"] == "ECS_TASK_FAILED"
-    assert incident.source_kind is SourceKind.ECS_STOPPED
+    assert incident.source_kind == "ecs_stopped"
 
 
 @pytest.mark.parametrize("exit_code", [-1, 1, 255, 2**31 - 1])

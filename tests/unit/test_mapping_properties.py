@@ -6,28 +6,28 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from ingest_worker.canonical import canonical_json
-from ingest_worker.decoding import MAX_ERROR_MESSAGE, decode_record
-from ingest_worker.domain import ErrorCode, IncidentInput, Severity, SourceKind
-from ingest_worker.errors import InvalidSignal
-from ingest_worker.redaction import identifier_holds_credential
+from ingest_worker.core.canonical import canonical_json
+from ingest_worker.core.errors import InvalidSignal
+from ingest_worker.core.redaction import identifier_holds_credential
+from ingest_worker.core.values import IncidentInput, Severity
+from ingest_worker.sources.decode import MAX_ERROR_MESSAGE, decode_record
+from ingest_worker.sources.registry import SOURCES
+from tests.sources import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MAX = 1_048_576
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TIMESTAMP = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{0,5}[1-9])?Z"
 KEY_FORMATS = {
-    SourceKind.DEPLOY_STATUS: re.compile(rf"deploy_status:.+:.+:{TIMESTAMP}", re.DOTALL),
-    SourceKind.VERIFICATION: re.compile(r"verification:.+:.+", re.DOTALL),
-    SourceKind.ECS_STOPPED: re.compile(rf"ecs_stopped:.+:.+:{TIMESTAMP}", re.DOTALL),
-    SourceKind.RUNNER: re.compile(r"runner:.+:.+:(?:failure|timeout|cancelled)", re.DOTALL),
+    "deploy_status": re.compile(rf"deploy_status:.+:.+:{TIMESTAMP}", re.DOTALL),
+    "verification": re.compile(r"verification:.+:.+", re.DOTALL),
+    "ecs_stopped": re.compile(rf"ecs_stopped:.+:.+:{TIMESTAMP}", re.DOTALL),
+    "runner": re.compile(r"runner:.+:.+:(?:failure|timeout|cancelled)", re.DOTALL),
 }
 
 
@@ -226,26 +226,28 @@ github_jobs = st.builds(
 )
 
 valid_records = st.one_of(
-    st.tuples(st.just(SourceKind.DEPLOY_STATUS), deploy_signals),
-    st.tuples(st.just(SourceKind.VERIFICATION), verification_signals),
-    st.tuples(st.just(SourceKind.ECS_STOPPED), ecs_signals | eventbridge_events),
-    st.tuples(st.just(SourceKind.RUNNER), runner_signals | github_jobs),
+    st.tuples(st.just("deploy_status"), deploy_signals),
+    st.tuples(st.just("verification"), verification_signals),
+    st.tuples(st.just("ecs_stopped"), ecs_signals | eventbridge_events),
+    st.tuples(st.just("runner"), runner_signals | github_jobs),
 )
-kinds = st.sampled_from(list(SourceKind))
+kinds = st.sampled_from([source.name for source in SOURCES])
 
 
 def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def assert_well_formed(kind: SourceKind, item: IncidentInput) -> None:
+def assert_well_formed(kind: str, item: IncidentInput) -> None:
     assert item.source_kind is kind
     assert KEY_FORMATS[kind].fullmatch(item.incident_key), item.incident_key
     assert item.severity in (Severity.YELLOW, Severity.RED)
-    assert item.classification["error_code"] in set(ErrorCode)
+    assert item.classification["error_code"] in {
+        code for source in SOURCES for code in source.error_codes
+    }
     assert item.signal_time.tzinfo is UTC
     assert list(item.correlation_keys) == sorted(set(item.correlation_keys))
-    assert item.evidence[0].kind == item.source_primary.kind == kind.value
+    assert item.evidence[0].kind == item.source_primary.kind == kind
     assert 0 < len(item.title) <= 500
     assert re.fullmatch(r"[0-9a-f]{64}", item.signal_sha256)
     canonical_json(dict(item.classification))  # JSON-ready
@@ -256,7 +258,7 @@ def assert_well_formed(kind: SourceKind, item: IncidentInput) -> None:
 # --- properties --------------------------------------------------------------------------------
 
 
-def decode_valid(kind: SourceKind, raw: bytes) -> list[IncidentInput]:
+def decode_valid(kind: str, raw: bytes) -> list[IncidentInput]:
     """`decode_record` on input the strategies mean to be valid. Generated identifiers can still
     combine into something credential-shaped across fields (`x://user` then `pass@host`); those
     inputs are refused by design (tested in test_decoding) and are not examples here."""
@@ -282,7 +284,7 @@ def test_valid_input_never_raises_and_maps_identically_every_time(record: Any) -
 @PROPERTIES
 @given(deploy_signals)
 def test_deploy_status_key_is_env_deploy_id_or_unknown_and_canonical_time(data: Any) -> None:
-    inputs = decode_valid(SourceKind.DEPLOY_STATUS, encode(data))
+    inputs = decode_valid("deploy_status", encode(data))
     if data["status"] == "GREEN":
         assert inputs == ()
         return
@@ -296,7 +298,7 @@ def test_deploy_status_key_is_env_deploy_id_or_unknown_and_canonical_time(data: 
 @PROPERTIES
 @given(verification_signals)
 def test_verification_key_is_deploy_id_and_report_hash_or_run_id(data: Any) -> None:
-    inputs = decode_valid(SourceKind.VERIFICATION, encode(data))
+    inputs = decode_valid("verification", encode(data))
     if data["status"] == "passed":
         assert inputs == ()
         return
@@ -310,7 +312,7 @@ def test_verification_key_is_deploy_id_and_report_hash_or_run_id(data: Any) -> N
 @PROPERTIES
 @given(ecs_signals)
 def test_ecs_key_and_severity_follow_the_seed(data: Any) -> None:
-    [item] = decode_valid(SourceKind.ECS_STOPPED, encode(data))
+    [item] = decode_valid("ecs_stopped", encode(data))
     moment = datetime.fromisoformat(data["stoppedAt"])
     assert (
         item.incident_key == f"ecs_stopped:{data['cluster']}:{data['taskArn']}:{rendered(moment)}"
@@ -326,7 +328,7 @@ def test_ecs_key_and_severity_follow_the_seed(data: Any) -> None:
 @PROPERTIES
 @given(runner_signals)
 def test_runner_key_and_severity_follow_the_seed(data: Any) -> None:
-    inputs = decode_valid(SourceKind.RUNNER, encode(data))
+    inputs = decode_valid("runner", encode(data))
     conclusion = data["conclusion"]
     if conclusion in ("success", "skipped"):
         assert inputs == ()
@@ -345,12 +347,12 @@ def test_the_same_instant_in_another_offset_gives_the_same_key(
     keys = set()
     for variant in (moment, moment.astimezone(other), moment.astimezone(UTC)):
         data["changedAt"] = iso(variant)
-        [item] = decode_record(SourceKind.DEPLOY_STATUS, encode(data), max_bytes=MAX)
+        [item] = decode_record("deploy_status", encode(data), max_bytes=MAX)
         keys.add(item.incident_key)
     assert len(keys) == 1
 
 
-def _decode_or_reject(kind: SourceKind, raw: bytes) -> None:
+def _decode_or_reject(kind: str, raw: bytes) -> None:
     try:
         decode_record(kind, raw, max_bytes=MAX)
     except InvalidSignal as error:
@@ -359,13 +361,13 @@ def _decode_or_reject(kind: SourceKind, raw: bytes) -> None:
 
 @PROPERTIES
 @given(kinds, st.binary(max_size=300))
-def test_arbitrary_bytes_raise_nothing_but_invalid_signal(kind: SourceKind, raw: bytes) -> None:
+def test_arbitrary_bytes_raise_nothing_but_invalid_signal(kind: str, raw: bytes) -> None:
     _decode_or_reject(kind, raw)
 
 
 @PROPERTIES
 @given(kinds, json_values)
-def test_arbitrary_json_raises_nothing_but_invalid_signal(kind: SourceKind, value: Any) -> None:
+def test_arbitrary_json_raises_nothing_but_invalid_signal(kind: str, value: Any) -> None:
     _decode_or_reject(kind, encode(value))
 
 
@@ -410,5 +412,5 @@ def test_broken_valid_signals_raise_nothing_but_invalid_signal(
 
 @PROPERTIES
 @given(valid_records, kinds)
-def test_signals_on_any_topic_decode_or_raise_invalid_signal(record: Any, kind: SourceKind) -> None:
+def test_signals_on_any_topic_decode_or_raise_invalid_signal(record: Any, kind: str) -> None:
     _decode_or_reject(kind, encode(record[1]))

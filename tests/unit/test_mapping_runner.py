@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest_worker.domain import IncidentInput, Severity, SourceKind
-from ingest_worker.errors import InvalidSignal, RejectReason
-from ingest_worker.mapping import map_runner_step_failure, map_workflow_job
-from ingest_worker.redaction import REDACTED
-from ingest_worker.signals import GitHubWorkflowJobEvent, RunnerStepFailureSignal
+from ingest_worker.core.errors import InvalidSignal, RejectReason
+from ingest_worker.core.redaction import REDACTED
+from ingest_worker.core.values import IncidentInput, Severity
+from ingest_worker.sources.runner import (
+    GitHubWorkflowJobEvent,
+    RunnerStepFailureSignal,
+    map_runner_step_failure,
+    map_workflow_job,
+)
+from tests.sources import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUN_ID = 2202229078
 
 
@@ -69,7 +72,7 @@ def test_failed_step_is_a_red_runner_step_failure() -> None:
     assert incident is not None
     assert incident.severity is Severity.RED
     assert incident.classification["error_code"] == "RUNNER_STEP_FAILED"
-    assert incident.source_kind is SourceKind.RUNNER
+    assert incident.source_kind == "runner"
 
 
 def test_timed_out_step_is_a_red_runner_step_timeout() -> None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest_worker.domain import Severity, SourceKind
-from ingest_worker.mapping import map_verification
-from ingest_worker.signals import VerificationSignal
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from ingest_worker.core.values import Severity
+from ingest_worker.sources.verification import VerificationSignal, map_verification
+from tests.sources import FIXTURES
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -36,7 +33,7 @@ def test_failed_verification_creates_a_red_incident_with_verification_failed() -
     assert incident is not None
     assert incident.severity is Severity.RED
     assert incident.classification["error_code"] == "VERIFICATION_FAILED"
-    assert incident.source_kind is SourceKind.VERIFICATION
+    assert incident.source_kind == "verification"
 
 
 def test_timed_out_verification_creates_a_red_incident_with_verification_timeout() -> None:

@@ -9,23 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
-from ingest_worker.domain import IncidentInput, SourceKind
-from ingest_worker.errors import TransientError
-from ingest_worker.metrics import Metrics
-from ingest_worker.pipeline import (
+from ingest_worker.core.errors import TransientError
+from ingest_worker.core.values import IncidentInput
+from ingest_worker.delivery.batches import (
     BatchProcessor,
     DeadLetter,
     PermanentStoreError,
     ShutdownRequested,
     SignalRecord,
 )
-from ingest_worker.store import BatchResult, Outcome
+from ingest_worker.metrics import Metrics
+from ingest_worker.sources.registry import BY_NAME
+from ingest_worker.store.incidents import BatchResult, Outcome
+from tests.sources import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOPIC = "signals.deploy-status"
 
 
@@ -76,7 +76,7 @@ def deploy(deploy_id: str, status: str = "RED") -> bytes:
 
 def processor(store: InMemoryStore, sink: InMemorySink, stopping: asyncio.Event) -> BatchProcessor:
     return BatchProcessor(
-        topic_kinds={TOPIC: SourceKind.DEPLOY_STATUS},
+        topic_sources={TOPIC: BY_NAME["deploy_status"]},
         store=store,
         dead_letters=sink,
         metrics=Metrics(),

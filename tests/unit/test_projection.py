@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest_worker import canonical
-from ingest_worker.domain import Severity
-from ingest_worker.projection import SNAPSHOT_FIELDS, IncidentState, advance, json_value, start
+from ingest_worker.core import canonical
+from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState, advance, json_value, start
+from ingest_worker.core.values import Severity
 from tests.factories import incident_input
 
 KEY = "ecs_stopped:prod:arn:task/1:2024-01-01T00:00:00Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_worker.queries import load_queries, parse_queries
+from ingest_worker.store.queries import load_queries, parse_queries
 
 
 def test_blocks_run_from_their_header_to_the_next() -> None:

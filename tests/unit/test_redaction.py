@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest_worker.canonical import canonical_json
-from ingest_worker.redaction import (
+from ingest_worker.core.canonical import canonical_json
+from ingest_worker.core.redaction import (
     REDACTED,
     is_secret_key,
     may_contain_secrets,

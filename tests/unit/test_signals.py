@@ -8,13 +8,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ingest_worker.signals import (
-    SIGNAL_MODELS,
-    DeployStatusSignal,
-    EcsTaskStateChangeEvent,
-    RunnerStepFailureSignal,
-    parse_timestamp,
-)
+from ingest_worker.service.contracts import SCHEMA_FILES
+from ingest_worker.sources.deploy_status import DeployStatusSignal
+from ingest_worker.sources.ecs_stopped import EcsTaskStateChangeEvent
+from ingest_worker.sources.runner import RunnerStepFailureSignal
+from ingest_worker.sources.wire import parse_timestamp
 
 DEPLOY: dict[str, Any] = {
     "env": "prod",
@@ -157,6 +155,6 @@ def test_runner_conclusions_of_the_seed_and_spec_are_accepted(conclusion: str) -
 
 
 def test_every_top_level_model_allows_extra_fields() -> None:
-    for model in SIGNAL_MODELS:
+    for model in SCHEMA_FILES.values():
         assert model.model_config.get("extra") == "allow"
         assert model.model_json_schema()["additionalProperties"] is True

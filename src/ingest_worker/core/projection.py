@@ -1,0 +1,214 @@
+"""The incident projection: an order-independent fold of signals into one incident row."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.core.values import IncidentInput
+
+#: Status of every incident ingestion creates.
+STATUS_OPEN = "OPEN"
+
+_SEVERITY_RANK = {"YELLOW": 1, "RED": 2}
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def json_value(value: Any) -> Any:
+    """`value` as plain JSON data that survives a jsonb round trip unchanged.
+
+    Mappings become dicts, tuples lists. Floats that jsonb would print differently from
+    Python are normalized: -0.0 becomes 0.0, and integral floats that Python writes with an
+    exponent (>= 1e16) become the integer jsonb would print. NaN and infinities are refused
+    (ValueError), as in canonical_json.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a JSON number: {value!r}")
+        if value == 0:
+            return 0.0
+        text = repr(value)
+        if "e" in text and value.is_integer():
+            return int(Decimal(text))  # jsonb keeps the decimal value of the text: 1e+16 → 10**16
+        return value
+    if isinstance(value, Mapping):
+        if all(type(k) is str and type(v) in _SCALARS for k, v in value.items()):
+            return dict(value)  # the common flat case, without recursion
+        return {_json_key(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    raise TypeError(f"not JSON data: {type(value).__name__}")
+
+
+def _json_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+    return key
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("signal_time must carry a UTC offset")
+    return moment.astimezone(UTC)
+
+
+_TIMESTAMPS: dict[datetime, str] = {}
+
+
+def timestamp_text(moment: datetime) -> str:
+    """utc_timestamp, memoized: the same few instants recur in every snapshot of an incident."""
+    text = _TIMESTAMPS.get(moment)
+    if text is None:
+        if len(_TIMESTAMPS) >= 65_536:
+            _TIMESTAMPS.clear()
+        text = _TIMESTAMPS[moment] = utc_timestamp(moment)
+    return text
+
+
+def _json_column(value: Any) -> Any:
+    """A jsonb column as read: text when the connection has no jsonb codec, else decoded."""
+    return json.loads(value) if isinstance(value, str) else json_value(value)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentState:
+    """One `incidents` row without its wall-clock columns (created_at, updated_at)."""
+
+    id: uuid.UUID
+    incident_key: str
+    source_kind: str
+    severity: str
+    status: str
+    title: str
+    env: str | None
+    classification: dict[str, Any]
+    source_primary: dict[str, Any]
+    correlation_keys: tuple[str, ...]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    occurrence_count: int
+    last_seq: int
+    lead_signal_at: datetime
+    lead_signal_sha256: str
+
+    @property
+    def lead(self) -> tuple[int, datetime, str]:
+        """The rank of the lead signal: the greatest one supplies the descriptive columns."""
+        return (_SEVERITY_RANK[self.severity], self.lead_signal_at, self.lead_signal_sha256)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state as JSON data (timestamps as canonical UTC strings): the event snapshot."""
+        return {
+            "id": str(self.id),
+            "incident_key": self.incident_key,
+            "source_kind": self.source_kind,
+            "severity": self.severity,
+            "status": self.status,
+            "title": self.title,
+            "env": self.env,
+            "classification": self.classification,
+            "source_primary": self.source_primary,
+            "correlation_keys": list(self.correlation_keys),
+            "first_seen_at": timestamp_text(self.first_seen_at),
+            "last_seen_at": timestamp_text(self.last_seen_at),
+            "occurrence_count": self.occurrence_count,
+            "last_seq": self.last_seq,
+            "lead_signal_at": timestamp_text(self.lead_signal_at),
+            "lead_signal_sha256": self.lead_signal_sha256,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> IncidentState:
+        """From an `incidents` row (asyncpg Record or mapping); jsonb as text or decoded."""
+        return cls(
+            id=row["id"],
+            incident_key=row["incident_key"],
+            source_kind=row["source_kind"],
+            severity=row["severity"],
+            status=row["status"],
+            title=row["title"],
+            env=row["env"],
+            classification=_json_column(row["classification"]),
+            source_primary=_json_column(row["source_primary"]),
+            correlation_keys=tuple(row["correlation_keys"]),
+            first_seen_at=_utc(row["first_seen_at"]),
+            last_seen_at=_utc(row["last_seen_at"]),
+            occurrence_count=row["occurrence_count"],
+            last_seq=row["last_seq"],
+            lead_signal_at=_utc(row["lead_signal_at"]),
+            lead_signal_sha256=row["lead_signal_sha256"],
+        )
+
+
+#: Snapshot keys, in column order.
+SNAPSHOT_FIELDS: tuple[str, ...] = tuple(IncidentState.__dataclass_fields__)
+
+
+def signal_lead(signal: IncidentInput) -> tuple[int, datetime, str]:
+    return (_SEVERITY_RANK[str(signal.severity)], _utc(signal.signal_time), signal.signal_sha256)
+
+
+def start(signal: IncidentInput, incident: uuid.UUID) -> IncidentState:
+    """The state after the first signal of an incident."""
+    at = _utc(signal.signal_time)
+    return IncidentState(
+        id=incident,
+        incident_key=signal.incident_key,
+        source_kind=str(signal.source_kind),
+        severity=str(signal.severity),
+        status=STATUS_OPEN,
+        title=signal.title,
+        env=signal.env,
+        classification=json_value(signal.classification),
+        source_primary=json_value(signal.source_primary.to_json()),
+        correlation_keys=tuple(sorted(set(signal.correlation_keys))),
+        first_seen_at=at,
+        last_seen_at=at,
+        occurrence_count=1,
+        last_seq=1,
+        lead_signal_at=at,
+        lead_signal_sha256=signal.signal_sha256,
+    )
+
+
+def advance(state: IncidentState, signal: IncidentInput) -> IncidentState:
+    """The state after one more (new) signal of the same incident.
+
+    Commutative and associative over signals: count + 1, min/max seen times, sorted union of
+    correlation keys, and the descriptive columns of the lead signal (greatest severity, then
+    latest signal time, then greatest signal sha256). Severity is the lead's, hence never lowered.
+    """
+    if signal.incident_key != state.incident_key:
+        raise ValueError(f"signal for {signal.incident_key!r} applied to {state.incident_key!r}")
+    at = _utc(signal.signal_time)
+    lead = state if state.lead >= signal_lead(signal) else start(signal, state.id)
+    keys = state.correlation_keys
+    if not set(signal.correlation_keys) <= set(keys):
+        keys = tuple(sorted(set(keys).union(signal.correlation_keys)))
+    return IncidentState(
+        id=state.id,
+        incident_key=state.incident_key,
+        source_kind=lead.source_kind,
+        severity=lead.severity,
+        status=state.status,
+        title=lead.title,
+        env=lead.env,
+        classification=lead.classification,
+        source_primary=lead.source_primary,
+        correlation_keys=keys,
+        first_seen_at=min(state.first_seen_at, at),
+        last_seen_at=max(state.last_seen_at, at),
+        occurrence_count=state.occurrence_count + 1,
+        last_seq=state.last_seq + 1,
+        lead_signal_at=lead.lead_signal_at,
+        lead_signal_sha256=lead.lead_signal_sha256,
+    )

@@ -1,0 +1,1 @@
+"""Delivery: the consume loop, batch writers, the outbox publisher, the dead-letter sink."""

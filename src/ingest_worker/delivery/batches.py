@@ -1,0 +1,314 @@
+"""The batch pipeline: decode each record on its own, apply the batch in one transaction, dead-letter
+bad records, and only then let the caller commit offsets.
+
+Knows nothing about FastStream: records come in as `SignalRecord`, the store and the dead-letter
+topic sit behind protocols, so the same code runs under the worker, the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+import structlog
+
+from ingest_worker.core.errors import (
+    InvalidSignal,
+    PermanentStoreError,
+    RejectReason,
+    ShutdownRequested,
+    TransientError,
+)
+from ingest_worker.core.values import IncidentInput
+from ingest_worker.metrics import Metrics
+from ingest_worker.sources.contract import Source
+from ingest_worker.sources.decode import decode_record
+from ingest_worker.store.incidents import BatchResult
+
+log = structlog.get_logger("ingest_worker.pipeline")
+
+T = TypeVar("T")
+
+#: Longest `x-dlq-error` header value, in characters.
+MAX_ERROR_MESSAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """One consumed Kafka record, exactly as it came off the wire."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that can never be processed, with the reason it goes to the dead-letter topic."""
+
+    record: SignalRecord
+    reason: str
+    message: str
+    failed_at: datetime
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What happened to one batch: outcome counts per topic and the dead letters sent."""
+
+    records: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_written: int = 0
+
+    def totals(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for (_, outcome), count in self.outcomes.items():
+            totals[outcome] += count
+        return dict(totals)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A decoded batch: its incident inputs (with their record index), dead letters, ignored."""
+
+    records: Sequence[SignalRecord]
+    inputs: list[tuple[int, IncidentInput]]
+    dead: list[DeadLetter]
+    ignored: list[int]
+
+
+class IncidentStore(Protocol):
+    """Applies a batch of incident inputs atomically (see `store.apply_batch`)."""
+
+    async def apply(self, inputs: Sequence[IncidentInput]) -> BatchResult: ...
+
+
+class DeadLetterSink(Protocol):
+    """Publishes dead letters and returns once the broker acknowledged every one."""
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    initial: float
+    maximum: float
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * (2**self.attempt))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+
+async def retry_transient(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    backoff: Backoff,
+    stopping: asyncio.Event,
+    metrics: Metrics,
+    on_fault: Callable[[bool], None] | None = None,
+) -> T:
+    """Run `operation` until it succeeds; transient faults are retried, never surfaced as data errors.
+
+    `on_fault(True)` is called on the first fault and `on_fault(False)` on recovery (readiness).
+    Raises ShutdownRequested if the worker is stopping while it waits.
+    """
+    faulted = False
+    while True:
+        try:
+            result = await operation()
+        except TransientError as exc:
+            if not faulted and on_fault is not None:
+                on_fault(True)
+            faulted = True
+            metrics.errors.labels(component=what, kind=type(exc.__cause__ or exc).__name__).inc()
+            delay = backoff.next_delay()
+            log.warning("transient_fault", component=what, error=str(exc), retry_in=round(delay, 3))
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+            except TimeoutError:
+                continue
+            raise ShutdownRequested(f"stopping while retrying {what}") from exc
+        else:
+            if faulted and on_fault is not None:
+                on_fault(False)
+            return result
+
+
+class BatchProcessor:
+    """Processes consumed batches. Safe to call again with the same records (idempotent effects)."""
+
+    def __init__(
+        self,
+        *,
+        topic_sources: Mapping[str, Source],
+        store: IncidentStore,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        max_message_bytes: int,
+        retry_initial_seconds: float,
+        retry_max_seconds: float,
+        stopping: asyncio.Event,
+        on_fault: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._topic_sources = dict(topic_sources)
+        self._store = store
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._max_bytes = max_message_bytes
+        self._retry = (retry_initial_seconds, retry_max_seconds)
+        self._stopping = stopping
+        self._on_fault = on_fault
+
+    def _backoff(self) -> Backoff:
+        return Backoff(*self._retry)
+
+    def decode(
+        self, records: Sequence[SignalRecord]
+    ) -> tuple[list[tuple[int, IncidentInput]], list[DeadLetter], list[int]]:
+        """Decode every record on its own: (inputs with their record index, dead letters, ignored)."""
+        inputs: list[tuple[int, IncidentInput]] = []
+        dead: list[DeadLetter] = []
+        ignored: list[int] = []
+        for index, record in enumerate(records):
+            source = self._topic_sources.get(record.topic)
+            try:
+                if source is None:
+                    raise InvalidSignal(
+                        RejectReason.UNMAPPABLE,
+                        f"no signal kind is configured for topic {record.topic}",
+                    )
+                mapped = decode_record(source, record.value, max_bytes=self._max_bytes)
+            except InvalidSignal as exc:
+                dead.append(_dead_letter(record, exc.reason.value, exc.message))
+                continue
+            triggers = [item for item in mapped if isinstance(item, IncidentInput)]
+            if not triggers:
+                ignored.append(index)
+            inputs.extend((index, item) for item in triggers)
+        return inputs, dead, ignored
+
+    def prepare(self, records: Sequence[SignalRecord]) -> PreparedBatch:
+        """The CPU part of a batch (decode, validate, map): no I/O, may overlap the previous batch."""
+        inputs, dead, ignored = self.decode(records)
+        return PreparedBatch(records=records, inputs=inputs, dead=dead, ignored=ignored)
+
+    async def process(self, records: Sequence[SignalRecord]) -> BatchReport:
+        """Run one batch to the point where its offsets may be committed."""
+        return await self.complete(self.prepare(records))
+
+    async def complete(self, prepared: PreparedBatch) -> BatchReport:
+        """Apply a prepared batch: one transaction, then the dead letters.
+
+        Returns only when the store transaction committed and every dead letter was acknowledged.
+        """
+        records = prepared.records
+        dead = list(prepared.dead)
+        report = BatchReport(records=len(records))
+        for index in prepared.ignored:
+            report.outcomes[(records[index].topic, "ignored")] += 1
+        inputs = prepared.inputs
+        if inputs:
+            outcomes, dead_from_store, events = await self._apply(records, inputs)
+            report.events_written = events
+            dead.extend(dead_from_store)
+            # A record yielding several inputs (a GitHub job with two failed steps) counts once per
+            # input: the counters describe incidents touched, per topic.
+            for (index, _), outcome in outcomes:
+                report.outcomes[(records[index].topic, outcome)] += 1
+
+        if dead:
+            await retry_transient(
+                lambda: self._dead_letters.publish(dead),
+                what="dead_letter_publish",
+                backoff=self._backoff(),
+                stopping=self._stopping,
+                metrics=self._metrics,
+                on_fault=self._on_fault,
+            )
+            for letter in dead:
+                report.outcomes[(letter.record.topic, "dead_lettered")] += 1
+                self._metrics.dead_letters.labels(
+                    topic=letter.record.topic, reason=letter.reason
+                ).inc()
+                log.warning(
+                    "dead_lettered",
+                    topic=letter.record.topic,
+                    partition=letter.record.partition,
+                    offset=letter.record.offset,
+                    reason=letter.reason,
+                    error=letter.message,
+                )
+            report.dead_letters = dead
+        for (topic, outcome), count in report.outcomes.items():
+            self._metrics.signals.labels(topic=topic, outcome=outcome).inc(count)
+        return report
+
+    async def _apply(
+        self, records: Sequence[SignalRecord], inputs: list[tuple[int, IncidentInput]]
+    ) -> tuple[list[tuple[tuple[int, IncidentInput], str]], list[DeadLetter], int]:
+        """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
+        batch = [item for _, item in inputs]
+        try:
+            result = await retry_transient(
+                lambda: self._store.apply(batch),
+                what="store",
+                backoff=self._backoff(),
+                stopping=self._stopping,
+                metrics=self._metrics,
+                on_fault=self._on_fault,
+            )
+            return (
+                list(zip(inputs, [o.value for o in result.outcomes], strict=True)),
+                [],
+                result.events_written,
+            )
+        except PermanentStoreError as exc:
+            log.error("batch_rejected_by_store", error=str(exc), inputs=len(batch))
+        # Poison input somewhere in the batch: apply records one by one so that a single bad
+        # record is dead-lettered and the good ones still land. Slow, and only ever on a bug.
+        applied: list[tuple[tuple[int, IncidentInput], str]] = []
+        dead: list[DeadLetter] = []
+        events = 0
+        by_record: dict[int, list[tuple[int, IncidentInput]]] = {}
+        for pair in inputs:
+            by_record.setdefault(pair[0], []).append(pair)
+        for index, pairs in by_record.items():
+            items = [item for _, item in pairs]
+            try:
+                result = await retry_transient(
+                    lambda items=items: self._store.apply(items),  # type: ignore[misc]
+                    what="store",
+                    backoff=self._backoff(),
+                    stopping=self._stopping,
+                    metrics=self._metrics,
+                    on_fault=self._on_fault,
+                )
+            except PermanentStoreError as exc:
+                dead.append(
+                    _dead_letter(records[index], RejectReason.UNPROCESSABLE.value, str(exc))
+                )
+                continue
+            events += result.events_written
+            applied.extend(zip(pairs, [o.value for o in result.outcomes], strict=True))
+        return applied, dead, events
+
+
+def _dead_letter(record: SignalRecord, reason: str, message: str) -> DeadLetter:
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[: MAX_ERROR_MESSAGE - 1] + "…"
+    return DeadLetter(record=record, reason=reason, message=message, failed_at=datetime.now(UTC))

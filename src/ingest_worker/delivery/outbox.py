@@ -1,0 +1,219 @@
+"""The outbox publisher: moves committed events from PostgreSQL to the `incident.events` topic.
+
+Order and safety with several replicas: every outbox row belongs to a lane (a hash of its incident
+id). A publisher round locks the free lanes with `FOR UPDATE SKIP LOCKED`, publishes their rows in
+`seq` order per incident, waits for every broker acknowledgement and only then deletes the rows,
+all in one transaction. Two publishers never hold the same lane, so one incident's events never
+race each other; a crash before the delete republishes the same events with the same `ce_id`.
+
+Wakes on `LISTEN ingest_outbox` (notified by the batch transaction on commit), and polls as a
+fallback in case a notification is lost (e.g. while the listening connection reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from asyncpg.pool import PoolConnectionProxy
+
+from ingest_worker.core.errors import TransientError
+from ingest_worker.delivery.batches import Backoff, retry_transient
+from ingest_worker.metrics import Metrics
+
+log = structlog.get_logger("ingest_worker.outbox")
+
+NOTIFY_CHANNEL = "ingest_outbox"
+BROKER_ACK_TIMEOUT = 15.0
+
+_LOCK_LANES = "SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED"
+_FETCH = """
+SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
+       e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key
+FROM outbox o
+JOIN incident_events e ON e.id = o.event_id
+WHERE o.lane = ANY($1::int[])
+ORDER BY o.incident_id, o.seq
+LIMIT $2
+"""
+_DELETE = "DELETE FROM outbox WHERE event_id = ANY($1::uuid[])"
+_BACKLOG = "SELECT count(*) FROM outbox"
+
+
+def cloudevent_headers(
+    row: asyncpg.Record | Mapping[str, Any], source: bytes
+) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 Kafka binding, binary mode (SPEC §4), from an outbox row."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(row["id"]).encode()),
+        ("ce_source", source),
+        ("ce_type", str(row["type"]).encode()),
+        ("ce_time", str(row["occurred_at"]).encode()),
+        ("ce_subject", str(row["incident_key"]).encode()),
+        ("content-type", b"application/json"),
+    ]
+
+
+def event_value(payload_text: str, event_hash: str) -> bytes:
+    """The Kafka value: the stored event body with `hash` added, without re-parsing the body."""
+    body = payload_text.strip()
+    if not body.startswith("{") or body == "{}":
+        raise ValueError("an event payload is a non-empty JSON object")
+    return b'{"hash":"%s",%s' % (event_hash.encode(), body[1:].encode())
+
+
+class OutboxPublisher:
+    """Publishes committed events, in `seq` order per incident, at least once."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        topic: str,
+        ce_source: str,
+        metrics: Metrics,
+        batch_size: int,
+        poll_seconds: float,
+        retry_initial_seconds: float,
+        retry_max_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._topic = topic
+        self._source = ce_source
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll = poll_seconds
+        self._retry = (retry_initial_seconds, retry_max_seconds)
+        self._wake = asyncio.Event()
+        self._listener: PoolConnectionProxy | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_round(self) -> int:
+        """Publish up to one batch of pending events; return how many were published."""
+        try:
+            async with self._pool.acquire(timeout=10) as conn, conn.transaction():
+                lanes = [r["lane"] for r in await conn.fetch(_LOCK_LANES)]
+                if not lanes:
+                    return 0
+                rows = await conn.fetch(_FETCH, lanes, self._batch_size)
+                if not rows:
+                    return 0
+                await self._send(rows)
+                await conn.execute(_DELETE, [r["id"] for r in rows])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise TransientError(f"outbox database error: {exc!r}") from exc
+        for row in rows:
+            self._metrics.events_published.labels(type=row["type"]).inc()
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
+        try:
+            futures = []
+            source = self._source.encode()
+            for row in rows:
+                futures.append(
+                    await self._producer.send(
+                        self._topic,
+                        value=event_value(row["payload_text"], row["hash"]),
+                        key=str(row["incident_id"]).encode(),
+                        headers=cloudevent_headers(row, source),
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), BROKER_ACK_TIMEOUT)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise TransientError(f"event publish failed: {exc!r}") from exc
+
+    async def drain(self, stopping: asyncio.Event) -> int:
+        """Publish until the outbox is empty (or one round comes back short)."""
+        total = 0
+        while True:
+            published = await retry_transient(
+                self.publish_round,
+                what="outbox",
+                backoff=Backoff(*self._retry),
+                stopping=stopping,
+                metrics=self._metrics,
+            )
+            total += published
+            if published < self._batch_size:
+                return total
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = None
+        conn = await self._pool.acquire(timeout=10)
+        # A dedicated connection: pooled connections reset their listeners on release.
+        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._listener = conn
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _release_listener(self) -> None:
+        if self._listener is not None:
+            conn, self._listener = self._listener, None
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn, timeout=2)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Publish until `stopping` is set, then return (the caller flushes with `drain`)."""
+        try:
+            while not stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await self._listen()
+                self._wake.clear()
+                try:
+                    published = await self.drain(stopping)
+                except Exception as exc:  # ShutdownRequested or a bug: never kill the worker
+                    if stopping.is_set():
+                        return
+                    log.error("outbox_round_failed", error=repr(exc))
+                    published = 0
+                if published:
+                    log.debug("outbox_published", events=published)
+                await self._refresh_backlog()
+                if stopping.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    stopper = asyncio.ensure_future(stopping.wait())
+                    try:
+                        await asyncio.wait(
+                            {waiter, stopper},
+                            timeout=self._poll,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:
+                        waiter.cancel()
+                        stopper.cancel()
+        finally:
+            await self._release_listener()
+
+    async def _refresh_backlog(self) -> None:
+        with contextlib.suppress(Exception):
+            async with self._pool.acquire(timeout=1) as conn:
+                self._metrics.outbox_backlog.set(await conn.fetchval(_BACKLOG, timeout=1))
+
+
+def decode_event(value: bytes) -> dict[str, Any]:
+    """Parse an `incident.events` record value (for tests and tools)."""
+    body = json.loads(value)
+    assert isinstance(body, dict)
+    return body

@@ -1,0 +1,1 @@
+"""The PostgreSQL store: SQL files, migrations, the asyncpg adapter, audit (verify / replay)."""

@@ -1,0 +1,211 @@
+"""The batch write path: one transaction applies a whole batch of incident inputs, set-based.
+
+Per batch, on one connection, in one READ COMMITTED transaction:
+
+1. advisory-lock every incident of the batch, in ascending lock-key order (no deadlock between
+   concurrent writers, and the lock also covers incidents that do not exist yet);
+2. insert the batch's distinct `(incident_key, signal_sha256)` into `processed_signals`;
+   those that conflict are redeliveries (rule 1); create the outbox lanes it may use;
+3. read the touched incidents, their chain heads and which of the new evidence exists;
+4. fold the new signals into hash-chained events in batch order (`plan`, pure), a chunk of
+   incidents at a time, and write each chunk with one statement while the next chunk is
+   computed (PostgreSQL and Python work in parallel). The statement derives every row from
+   the events: the events and their outbox rows, each incident row as the snapshot of its
+   newest event, the evidence rows the events list; then `pg_notify('ingest_outbox', '')`.
+
+Every writer of `incidents`/`incident_events` must take the same advisory locks
+(`lock_key`, class `LOCK_CLASS`). Driver exceptions propagate unchanged. A worker writing
+several batches at once orders their lock statements with `LOCK_TURN` (see `LockTurn`).
+No connection set-up is needed: jsonb crosses the wire as text, whatever codec is registered;
+`init_connection` (a pool's `init=`) only makes jsonb columns read as Python values elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from ingest_worker.core.canonical import incident_id
+from ingest_worker.core.plan import (
+    BatchPlan,
+    ChunkWrite,
+    Outcome,
+    StoreIntegrityError,
+    json_text,
+    outbox_lane,
+)
+from ingest_worker.core.values import IncidentInput
+from ingest_worker.store.queries import load_queries
+
+__all__ = [
+    "LOCK_CLASS",
+    "BatchResult",
+    "Connection",
+    "Outcome",
+    "StoreIntegrityError",
+    "apply_batch",
+    "init_connection",
+    "lock_key",
+    "outbox_lane",
+]
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+#: A connection, or a pool's proxy of one.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+#: Class (first key) of the transaction advisory locks on incidents ("inci").
+LOCK_CLASS = 0x696E6369
+
+#: New signals per write statement: the next chunk is computed while PostgreSQL writes one.
+CHUNK_SIGNALS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outcomes: tuple[Outcome, ...]  # aligned with the inputs argument, one per input
+    events_written: int
+
+
+def lock_key(incident: uuid.UUID) -> int:
+    """Second key of an incident's advisory lock: its first 4 bytes as a signed int4."""
+    return int.from_bytes(incident.bytes[:4], "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LockTurn:
+    """The turn of one batch among the batches a worker writes at once.
+
+    A batch sends its lock statement only once the batch consumed before it holds its locks
+    (`after` is set), and sets `locked` once it holds its own. Batches touching the same incident
+    are so applied in consumption order, and its events keep that order; batches touching
+    different incidents are written in parallel. Set for the writing task with `LOCK_TURN`.
+    """
+
+    after: asyncio.Event | None
+    locked: asyncio.Event
+
+
+LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
+
+
+async def apply_batch(
+    conn: Connection, inputs: Sequence[IncidentInput], *, outbox_lanes: int = 64
+) -> BatchResult:
+    """Apply `inputs` in one transaction; one outcome per input, in input order."""
+    if outbox_lanes < 1:
+        raise ValueError("outbox_lanes must be >= 1")
+    outcomes = [Outcome.DUPLICATE] * len(inputs)
+    if not inputs:
+        return BatchResult((), 0)
+    ids: dict[str, uuid.UUID] = {}
+    first_of: dict[tuple[str, str], int] = {}
+    for index, signal in enumerate(inputs):
+        first_of.setdefault((signal.incident_key, signal.signal_sha256), index)
+        if signal.incident_key not in ids:
+            ids[signal.incident_key] = incident_id(signal.incident_key)
+    queries = load_queries("store.sql")
+    signals = sorted(first_of)
+    turn = LOCK_TURN.get()
+    if turn is not None and turn.after is not None:
+        await turn.after.wait()
+    async with conn.transaction(isolation="read_committed"):
+        await conn.execute(
+            queries["lock_incidents"], LOCK_CLASS, sorted({lock_key(i) for i in ids.values()})
+        )
+        if turn is not None:
+            turn.locked.set()
+        rows = await conn.fetch(
+            queries["insert_processed_signals"],
+            [k for k, _ in signals],
+            [s for _, s in signals],
+            sorted({outbox_lane(i, outbox_lanes) for i in ids.values()}),
+        )
+        if not rows:
+            return BatchResult(tuple(outcomes), 0)
+        plan = BatchPlan(inputs, ids, [first_of[(r[0], r[1])] for r in rows], outbox_lanes)
+        for row in await conn.fetch(queries["select_incidents"], list(plan.steps)):
+            plan.add_stored(row)
+        if probe := plan.evidence_probe():
+            found = await conn.fetch(
+                queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe]
+            )
+            plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
+        events = 0
+        async with _Pipeline(conn, queries["write_chunk"]) as pipeline:
+            for chunk in plan.chunks(CHUNK_SIGNALS):
+                write = plan.compute(chunk, outcomes)
+                events += len(write.events)
+                await pipeline.send(write)
+    return BatchResult(tuple(outcomes), events)
+
+
+class _Pipeline:
+    """Runs chunk writes one at a time, each while the caller computes the next chunk.
+
+    On exit the last write is awaited. After an error, a write still in flight is awaited (its
+    own error ignored) so that the transaction rolls back on an idle connection.
+    """
+
+    def __init__(self, conn: Connection, query: str) -> None:
+        self._conn = conn
+        self._query = query
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Pipeline:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if exc_type is None:
+            await task
+            return
+        try:
+            await asyncio.wait([task])  # the statement in flight finishes, whatever its outcome
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.cancelled():
+            task.exception()  # retrieved: the error already propagating is the one that counts
+
+    async def send(self, write: ChunkWrite) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        self._task = asyncio.create_task(self._write(write))
+        await asyncio.sleep(0)  # the task sends its statement now, before the caller computes on
+
+    async def _write(self, write: ChunkWrite) -> None:
+        write.check(await self._conn.fetchrow(self._query, *write.arguments))
+
+
+async def init_connection(conn: Connection) -> None:
+    """Optional pool `init=` hook: jsonb read and written as Python values (binary codec).
+
+    The store does not need it. The binary format (a version byte, then JSON text) also works
+    with COPY, unlike a text codec.
+    """
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary",
+        encoder=_encode_jsonb, decoder=_decode_jsonb,
+    )  # fmt: skip
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + json_text(value).encode("utf-8")
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    if data[:1] != b"\x01":
+        raise ValueError(f"unknown jsonb binary format version {data[:1]!r}")
+    return json.loads(data[1:])
