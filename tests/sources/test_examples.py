@@ -17,7 +17,13 @@ from pytest_regressions.file_regression import FileRegressionFixture
 
 from ingest_worker.core.canonical import utc_timestamp
 from ingest_worker.core.errors import InvalidSignal
-from ingest_worker.core.values import IncidentInput, Recovery, SignalEffect, SourceTransition
+from ingest_worker.core.values import (
+    IncidentInput,
+    Recovery,
+    RejectedPart,
+    SignalEffect,
+    SourceTransition,
+)
 from ingest_worker.sources.decode import decode_record
 from ingest_worker.sources.registry import source_named
 from tests.sources import case_files
@@ -54,6 +60,8 @@ def normalized(item: SignalEffect) -> dict[str, Any]:
                 "evidence": _evidence(item),
             }
         }
+    if isinstance(item, RejectedPart):
+        return {"rejected_part": {"index": item.index, "message": item.message}}
     assert isinstance(item, IncidentInput)
     return {
         "incident_key": item.incident_key,

@@ -19,6 +19,9 @@ class RejectReason(StrEnum):
     UNMAPPABLE = "unmappable"
     EMPTY_VALUE = "empty_value"
     UNPROCESSABLE = "unprocessable"
+    #: A group record (an Alertmanager or Grafana notification) with invalid parts: the valid
+    #: parts are applied, the record is dead-lettered too, its message naming the bad parts.
+    PARTIALLY_INVALID = "partially_invalid"
 
 
 class InvalidSignal(IngestError):

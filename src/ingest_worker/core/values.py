@@ -107,5 +107,17 @@ class SourceTransition:
     evidence: tuple[EvidenceInput, ...] = ()
 
 
-#: What one decoded signal asks for: a trigger, a recovery or a source-reported transition.
-SignalEffect = IncidentInput | Recovery | SourceTransition
+@dataclass(frozen=True, slots=True)
+class RejectedPart:
+    """One invalid part of a group record (alert `index` of a notification). The record's
+    other parts are applied; the record also goes to the dead-letter topic with reason
+    `partially_invalid`, its message naming every rejected part. `message` never echoes
+    input values."""
+
+    index: int
+    message: str
+
+
+#: What one decoded signal asks for: a trigger, a recovery, a source-reported transition, or
+#: (group records) the report of an invalid part.
+SignalEffect = IncidentInput | Recovery | SourceTransition | RejectedPart

@@ -24,10 +24,10 @@ from ingest_worker.core.errors import (
     ShutdownRequested,
     TransientError,
 )
-from ingest_worker.core.values import IncidentInput
+from ingest_worker.core.values import IncidentInput, RejectedPart
 from ingest_worker.metrics import Metrics
 from ingest_worker.sources.contract import Source
-from ingest_worker.sources.decode import decode_record
+from ingest_worker.sources.decode import decode_record, rejected_parts_message
 from ingest_worker.store.incidents import BatchResult
 
 log = structlog.get_logger("ingest_worker.pipeline")
@@ -196,6 +196,15 @@ class BatchProcessor:
             except InvalidSignal as exc:
                 dead.append(_dead_letter(record, exc.reason.value, exc.message))
                 continue
+            if any(isinstance(item, RejectedPart) for item in mapped):
+                # The valid parts are applied below; the record is dead-lettered as well.
+                dead.append(
+                    _dead_letter(
+                        record,
+                        RejectReason.PARTIALLY_INVALID.value,
+                        rejected_parts_message(mapped),
+                    )
+                )
             triggers = [item for item in mapped if isinstance(item, IncidentInput)]
             if not triggers:
                 ignored.append(index)

@@ -67,6 +67,7 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
                 "schema_violation",
                 "unmappable",
                 "unprocessable",
+                "partially_invalid",
             ]
         },
         "x-dlq-error": {**_TEXT, "maxLength": 1000, "description": "never echoes input values"},

@@ -14,7 +14,13 @@ from pydantic import ValidationError
 
 from ingest_worker.core.errors import InvalidSignal, RejectReason
 from ingest_worker.core.redaction import identifier_holds_credential, redact_text
-from ingest_worker.core.values import IncidentInput, Recovery, SignalEffect, SourceTransition
+from ingest_worker.core.values import (
+    IncidentInput,
+    Recovery,
+    RejectedPart,
+    SignalEffect,
+    SourceTransition,
+)
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.registry import source_named
 from ingest_worker.sources.wire import (
@@ -195,7 +201,17 @@ def decode_record(source: Source | str, value: bytes | None, *, max_bytes: int) 
         ) from exc
     for item in inputs:
         _refuse_credentials_in_identifiers(item)
+    if inputs and all(isinstance(item, RejectedPart) for item in inputs):
+        raise _invalid(RejectReason.SCHEMA_VIOLATION, rejected_parts_message(inputs))
     return inputs
+
+
+def rejected_parts_message(effects: Inputs) -> str:
+    """The dead-letter message of a group record's rejected parts."""
+    parts = [item for item in effects if isinstance(item, RejectedPart)]
+    text = "; ".join(f"part {p.index}: {p.message}" for p in parts)
+    message = f"{len(parts)} invalid part(s) of a group record: {text}"
+    return message if len(message) <= MAX_ERROR_MESSAGE else message[: MAX_ERROR_MESSAGE - 1] + "…"
 
 
 def _refuse_credentials_in_identifiers(item: SignalEffect) -> None:
@@ -218,6 +234,8 @@ def _refuse_credentials_in_identifiers(item: SignalEffect) -> None:
         parts = [item.incident_key]
         if item.actor is not None:
             parts.append(item.actor)
+    else:
+        return
     parts.extend(e.ref for e in item.evidence)
     # Each part on its own: joined, `BEARER` ending one and the next beginning would read as
     # `Bearer <token>`.
