@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ingest_worker.sources import deploy_status, ecs_stopped, runner, verification
+from ingest_worker.sources import datadog, deploy_status, ecs_stopped, runner, verification
 from ingest_worker.sources.contract import Source
 
 SOURCES: Final[tuple[Source, ...]] = (
@@ -12,6 +12,7 @@ SOURCES: Final[tuple[Source, ...]] = (
     verification.SOURCE,
     ecs_stopped.SOURCE,
     runner.SOURCE,
+    datadog.SOURCE,
 )
 
 BY_NAME: Final[dict[str, Source]] = {source.name: source for source in SOURCES}
