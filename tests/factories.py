@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ingest_worker.core.canonical import canonical_sha256
-from ingest_worker.core.values import EvidenceInput, IncidentInput, Severity, SourceRef
+from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery, Severity, SourceRef
 
 BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -22,6 +22,7 @@ def incident_input(
     correlation_keys: tuple[str, ...] = ("deploy:deploy-1",),
     evidence: tuple[EvidenceInput, ...] | None = None,
     classification: dict[str, Any] | None = None,
+    scope: str | None = None,
 ) -> IncidentInput:
     """An input for `key`; `signal` names the signal, whose sha256 is derived from every field.
 
@@ -61,4 +62,22 @@ def incident_input(
         correlation_keys=correlation_keys,
         evidence=evidence,
         signal_sha256=canonical_sha256(identity),
+        scope=scope,
+    )
+
+
+def recovery(
+    scope: str = "deploy_status:prod:deploy-1", *, signal: str = "g1", at: datetime | int = 0
+) -> Recovery:
+    """A recovery signal of `scope` at `at` (seconds after BASE_TIME, or a datetime)."""
+    moment = at if isinstance(at, datetime) else BASE_TIME + timedelta(seconds=at)
+    sha = canonical_sha256({"scope": scope, "signal": signal, "at": moment.isoformat()})
+    return Recovery(
+        source_kind="deploy_status",
+        scope=scope,
+        signal_time=moment,
+        signal_sha256=sha,
+        evidence=(
+            EvidenceInput("deploy_status_recovery", f"{scope}#{signal}", {"signal": signal}),
+        ),
     )

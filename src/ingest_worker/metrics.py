@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-OUTCOMES = ("created", "updated", "duplicate", "ignored", "dead_lettered")
+OUTCOMES = ("created", "updated", "duplicate", "recovered", "ignored", "dead_lettered")
 
 
 class Metrics:

@@ -38,6 +38,9 @@ EXPECTED = {
 }
 
 
+RESOLVED_BY_GREEN = "deploy_status:prod:deploy-123:2024-01-01T00:00:00Z"
+
+
 async def test_a_mixed_stream_on_all_four_topics_creates_exactly_the_seed_incidents_and_events(
     make_settings: Callable[..., Settings], db_pool: asyncpg.Pool
 ) -> None:
@@ -63,7 +66,8 @@ async def test_a_mixed_stream_on_all_four_topics_creates_exactly_the_seed_incide
             for topic, names in stream.items():
                 # every record twice: the redelivery must change nothing
                 await produce(settings, topic, [fixture(n) for n in names for _ in range(2)])
-            records = await events.read_until(len(EXPECTED), timeout=60)
+            # one created per incident, plus the resolve of the RED deploy by the GREEN one
+            records = await events.read_until(len(EXPECTED) + 1, timeout=60)
 
             async def all_counted() -> bool:
                 samples = worker.worker.metrics.signals.collect()[0].samples
@@ -75,13 +79,19 @@ async def test_a_mixed_stream_on_all_four_topics_creates_exactly_the_seed_incide
         await worker.stop()
 
     rows = await db_pool.fetch(
-        "SELECT incident_key, severity, classification->>'error_code' AS code, occurrence_count "
-        "FROM incidents"
+        "SELECT incident_key, severity, classification->>'error_code' AS code, occurrence_count, "
+        "status FROM incidents"
     )
     assert {r["incident_key"]: (r["severity"], r["code"]) for r in rows} == EXPECTED
     assert {r["occurrence_count"] for r in rows} == {1}
-    assert sorted(header(r, "ce_subject").decode() for r in records) == sorted(EXPECTED)  # type: ignore[union-attr]
-    assert {json.loads(r.value)["type"] for r in records} == {"incident.created"}
+    # SPEC §7.3: the GREEN deploy status (same env and deployId, newer) resolves the RED one;
+    # the passed verification is of another deploy (deploy-124) and resolves nothing.
+    assert {r["incident_key"] for r in rows if r["status"] == "RESOLVED"} == {RESOLVED_BY_GREEN}
+    assert {r["status"] for r in rows if r["incident_key"] != RESOLVED_BY_GREEN} == {"OPEN"}
+    subjects = sorted(header(r, "ce_subject").decode() for r in records)  # type: ignore[union-attr]
+    assert subjects == sorted([*EXPECTED, RESOLVED_BY_GREEN])
+    types = sorted(json.loads(r.value)["type"] for r in records)
+    assert types == sorted(["incident.created"] * len(EXPECTED) + ["incident.resolved"])
     evidence = await db_pool.fetchval("SELECT count(*) FROM incident_evidence")
     assert evidence >= 2 * len(EXPECTED)  # the primary signal plus at least one more each
     ignored = worker.worker.metrics.signals.labels(topic=settings.topic_ecs, outcome="ignored")

@@ -113,7 +113,7 @@ async def test_metrics_endpoint_exposes_the_spec_series(
     assert status == 200
     topic = settings.topic_deploy_status
     assert f'ingest_signals_total{{outcome="created",topic="{topic}"}} 3.0' in text
-    assert f'ingest_signals_total{{outcome="ignored",topic="{topic}"}} 1.0' in text
+    assert f'ingest_signals_total{{outcome="recovered",topic="{topic}"}} 1.0' in text
     assert f'ingest_signals_total{{outcome="dead_lettered",topic="{topic}"}} 1.0' in text
     assert f'ingest_dead_letters_total{{reason="invalid_json",topic="{topic}"}} 1.0' in text
     assert 'ingest_events_published_total{type="incident.created"} 3.0' in text

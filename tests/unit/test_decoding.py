@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ingest_worker.core.errors import InvalidSignal, RejectReason
+from ingest_worker.core.values import IncidentInput, Recovery
 from ingest_worker.sources.decode import MAX_ERROR_MESSAGE, decode_record
 from tests.sources import FIXTURES
 
@@ -64,13 +65,20 @@ def rejected(kind: str, value: bytes | None, *, max_bytes: int = MAX) -> Invalid
 )
 def test_every_fixture_decodes_on_its_topic(kind: str, name: str, count: int) -> None:
     raw = (FIXTURES / name).read_bytes()
-    inputs = decode_record(kind, raw, max_bytes=MAX)
+    inputs = [i for i in decode_record(kind, raw, max_bytes=MAX) if isinstance(i, IncidentInput)]
     assert len(inputs) == count
     assert all(item.source_kind is kind for item in inputs)
 
 
 def test_valid_signals_that_create_no_incident_decode_to_an_empty_tuple() -> None:
-    assert decode_record(DEPLOY, encode(deploy(status="GREEN")), max_bytes=MAX) == ()
+    running = (FIXTURES / "aws-ecs-task-state-change-running.json").read_bytes()
+    assert decode_record(ECS, running, max_bytes=MAX) == ()
+
+
+def test_a_green_deploy_status_is_a_recovery_of_its_env_and_deploy() -> None:
+    [found] = decode_record(DEPLOY, encode(deploy(status="GREEN")), max_bytes=MAX)
+    assert isinstance(found, Recovery)
+    assert found.scope.startswith("deploy_status:")
 
 
 def test_ecs_topic_tells_the_eventbridge_envelope_from_the_seed_shape() -> None:
@@ -86,11 +94,15 @@ def test_runner_topic_tells_the_github_payload_from_the_seed_shape() -> None:
     [seed] = decode_record(
         RUNNER, (FIXTURES / "runner-step-failure.json").read_bytes(), max_bytes=MAX
     )
-    [github] = decode_record(
-        RUNNER,
-        (FIXTURES / "github-workflow-job-completed-failure.json").read_bytes(),
-        max_bytes=MAX,
-    )
+    [github] = [
+        item
+        for item in decode_record(
+            RUNNER,
+            (FIXTURES / "github-workflow-job-completed-failure.json").read_bytes(),
+            max_bytes=MAX,
+        )
+        if isinstance(item, IncidentInput)
+    ]
     assert seed.classification["signal_format"] == "runner_step_failure_signal"
     assert github.classification["signal_format"] == "github_workflow_job"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ingest_worker.core.canonical import canonical_json
 from ingest_worker.core.errors import InvalidSignal
 from ingest_worker.core.redaction import identifier_holds_credential
-from ingest_worker.core.values import IncidentInput, Severity
+from ingest_worker.core.values import IncidentInput, Recovery, Severity
 from ingest_worker.sources.decode import MAX_ERROR_MESSAGE, decode_record
 from ingest_worker.sources.registry import SOURCES
 from tests.sources import FIXTURES
@@ -258,10 +258,19 @@ def assert_well_formed(kind: str, item: IncidentInput) -> None:
 # --- properties --------------------------------------------------------------------------------
 
 
-def decode_valid(kind: str, raw: bytes) -> list[IncidentInput]:
-    """`decode_record` on input the strategies mean to be valid. Generated identifiers can still
-    combine into something credential-shaped across fields (`x://user` then `pass@host`); those
-    inputs are refused by design (tested in test_decoding) and are not examples here."""
+def decode_valid(kind: str, raw: bytes) -> tuple[IncidentInput, ...]:
+    """The incident inputs `decode_record` gives for input the strategies mean to be valid.
+    Generated identifiers can still combine into something credential-shaped across fields
+    (`x://user` then `pass@host`); those inputs are refused by design (tested in
+    test_decoding) and are not examples here."""
+    return tuple(item for item in decode_effects(kind, raw) if isinstance(item, IncidentInput))
+
+
+def decode_recoveries(kind: str, raw: bytes) -> list[Recovery]:
+    return [item for item in decode_effects(kind, raw) if isinstance(item, Recovery)]
+
+
+def decode_effects(kind: str, raw: bytes) -> tuple[Any, ...]:
     try:
         return decode_record(kind, raw, max_bytes=MAX)
     except InvalidSignal as error:
@@ -277,6 +286,7 @@ def test_valid_input_never_raises_and_maps_identically_every_time(record: Any) -
     raw = encode(data)
     first = decode_valid(kind, raw)
     assert decode_valid(kind, raw) == first
+    assert decode_effects(kind, raw) == decode_effects(kind, raw)
     for item in first:
         assert_well_formed(kind, item)
 
@@ -287,7 +297,11 @@ def test_deploy_status_key_is_env_deploy_id_or_unknown_and_canonical_time(data: 
     inputs = decode_valid("deploy_status", encode(data))
     if data["status"] == "GREEN":
         assert inputs == ()
+        [recovery] = decode_recoveries("deploy_status", encode(data))
+        deploy = data.get("deployId") or "unknown"
+        assert recovery.scope == f"deploy_status:{data['env']}:{deploy}"
         return
+    assert decode_recoveries("deploy_status", encode(data)) == []
     [item] = inputs
     moment = datetime.fromisoformat(data["changedAt"])
     deploy = data.get("deployId") or "unknown"
@@ -301,6 +315,9 @@ def test_verification_key_is_deploy_id_and_report_hash_or_run_id(data: Any) -> N
     inputs = decode_valid("verification", encode(data))
     if data["status"] == "passed":
         assert inputs == ()
+        [recovery] = decode_recoveries("verification", encode(data))
+        deploy = data.get("deployId") or "unknown"
+        assert recovery.scope == f"verification:{deploy}:{data['playbookId']}"
         return
     [item] = inputs
     deploy = data.get("deployId") or "unknown"
@@ -332,6 +349,10 @@ def test_runner_key_and_severity_follow_the_seed(data: Any) -> None:
     conclusion = data["conclusion"]
     if conclusion in ("success", "skipped"):
         assert inputs == ()
+        recoveries = decode_recoveries("runner", encode(data))
+        assert [r.scope for r in recoveries] == (
+            [f"runner:{data['runId']}:{data['stepName']}"] if conclusion == "success" else []
+        )
         return
     [item] = inputs
     assert item.incident_key == f"runner:{data['runId']}:{data['stepName']}:{conclusion}"

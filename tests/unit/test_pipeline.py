@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from ingest_worker.core.errors import TransientError
-from ingest_worker.core.values import IncidentInput
+from ingest_worker.core.values import IncidentInput, Recovery
 from ingest_worker.delivery.batches import (
     BatchProcessor,
     DeadLetter,
@@ -35,25 +35,32 @@ class InMemoryStore:
     def __init__(self, transient_failures: int = 0, poison_key: str | None = None) -> None:
         self.transient_failures = transient_failures
         self.poison_key = poison_key
-        self.applied: list[IncidentInput] = []
+        self.applied: list[IncidentInput | Recovery] = []
         self.calls = 0
 
-    async def apply(self, inputs: Sequence[IncidentInput]) -> BatchResult:
+    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult:
         self.calls += 1
         if self.transient_failures:
             self.transient_failures -= 1
             raise TransientError("database unavailable")
-        if any(i.incident_key == self.poison_key for i in inputs):
+        if self.poison_key is not None and any(
+            getattr(i, "incident_key", None) == self.poison_key for i in inputs
+        ):
             raise PermanentStoreError("DataError: refused")
-        seen = {(i.incident_key, i.signal_sha256) for i in self.applied}
+        seen = {(_key(i), i.signal_sha256) for i in self.applied}
         outcomes = []
         for item in inputs:
-            identity = (item.incident_key, item.signal_sha256)
-            outcomes.append(Outcome.DUPLICATE if identity in seen else Outcome.CREATED)
+            identity = (_key(item), item.signal_sha256)
+            fresh = Outcome.CREATED if isinstance(item, IncidentInput) else Outcome.RECOVERED
+            outcomes.append(Outcome.DUPLICATE if identity in seen else fresh)
             if identity not in seen:
                 seen.add(identity)
                 self.applied.append(item)
         return BatchResult(tuple(outcomes), sum(o is Outcome.CREATED for o in outcomes))
+
+
+def _key(item: IncidentInput | Recovery) -> str:
+    return item.incident_key if isinstance(item, IncidentInput) else f"recovery:{item.scope}"
 
 
 class InMemorySink:
@@ -97,7 +104,7 @@ async def test_each_record_gets_an_outcome_and_bad_ones_a_reason() -> None:
         record(None, 4),
     ]
     report = await processor(store, sink, asyncio.Event()).process(batch)
-    assert report.totals() == {"created": 1, "duplicate": 1, "ignored": 1, "dead_lettered": 2}
+    assert report.totals() == {"created": 1, "duplicate": 1, "recovered": 1, "dead_lettered": 2}
     assert [(d.record.offset, d.reason) for d in sink.letters] == [
         (1, "invalid_json"),
         (4, "empty_value"),

@@ -21,7 +21,8 @@ def test_a_name_defined_twice_is_an_error() -> None:
     ("file_name", "names"),
     [
         ("store.sql", {"lock_incidents", "insert_processed_signals", "select_incidents",
-                       "select_evidence", "write_chunk"}),
+                       "select_recoveries", "insert_recoveries", "select_evidence",
+                       "write_chunk"}),
         ("audit.sql", {"incidents_by_id", "events_by_incident", "evidence_by_incident"}),
     ],
 )  # fmt: skip

@@ -55,7 +55,15 @@ GENESIS_HASH = "0" * 64
 #: The body keys every event carries besides `hash`.
 BODY_FIELDS = (
     "id", "type", "incident_id", "incident_key", "seq", "occurred_at", "signal_sha256",
-    "prev_hash", "changes", "snapshot",
+    "prev_hash", "changes", "snapshot", "cause",
+)  # fmt: skip
+
+#: Every event type (SPEC §7.5): one per transition, the same for signals and commands.
+EVENT_TYPES = (
+    "incident.created", "incident.updated", "incident.promoted", "incident.acknowledged",
+    "incident.unacknowledged", "incident.mitigating", "incident.mitigated", "incident.resolved",
+    "incident.reopened", "incident.closed", "incident.cancelled", "incident.archived",
+    "incident.severity_changed", "incident.annotated",
 )  # fmt: skip
 
 CORRELATION_KEYS_ADDED = "correlation_keys_added"
@@ -156,11 +164,21 @@ def build_event(
     signal_sha256: str,
     prev_hash: str,
     evidence_added: Sequence[AddedEvidence] = (),
+    kind: str | None = None,
+    cause: Mapping[str, Any] | None = None,
+    rationale: str | None = None,
+    note: str | None = None,
 ) -> Event:
-    """The event that turns snapshot `before` into `after` (seq = after["last_seq"])."""
+    """The event that turns snapshot `before` into `after` (seq = after["last_seq"]).
+
+    `kind`: the event type (default `incident.created` without `before`, else
+    `incident.updated`); `cause`: `{kind: signal, signal_sha256}` (the default) or
+    `{kind: command, command_id, actor}` / `{kind: source, …}`.
+    """
     incident = uuid.UUID(after["id"])
     seq = int(after["last_seq"])
-    kind = EVENT_CREATED if before is None else EVENT_UPDATED
+    if kind is None:
+        kind = EVENT_CREATED if before is None else EVENT_UPDATED
     identity = event_id(incident, seq)
     payload = {
         "id": str(identity),
@@ -173,7 +191,14 @@ def build_event(
         "prev_hash": prev_hash,
         "changes": changes_between(before, after, evidence_added),
         "snapshot": after,
+        "cause": dict(cause)
+        if cause is not None
+        else {"kind": "signal", "signal_sha256": signal_sha256},
     }
+    if rationale is not None:
+        payload["rationale"] = rationale
+    if note is not None:
+        payload["note"] = note
     payload_json = canonical_json(payload)
     return Event(
         id=identity,

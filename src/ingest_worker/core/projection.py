@@ -17,6 +17,24 @@ from ingest_worker.core.values import IncidentInput
 #: Status of every incident ingestion creates.
 STATUS_OPEN = "OPEN"
 
+
+#: Values of the lifecycle columns (SPEC §7.6) in a snapshot written before they existed.
+def lifecycle_defaults(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """`snapshot` with the lifecycle fields an event written before migration 0002 lacks."""
+    defaults: dict[str, Any] = {
+        "episode": 1,
+        "previous_incident_id": None,
+        "recovery_scope": snapshot.get("incident_key"),
+        "acknowledged_at": None,
+        "mitigated_at": None,
+        "resolved_at": None,
+        "closed_at": None,
+        "resolved_by": None,
+        "reopen_count": 0,
+    }
+    return {**defaults, **snapshot}
+
+
 _SEVERITY_RANK = {"YELLOW": 1, "RED": 2}
 _SCALARS = frozenset({str, int, bool, type(None)})
 
@@ -99,6 +117,15 @@ class IncidentState:
     last_seq: int
     lead_signal_at: datetime
     lead_signal_sha256: str
+    episode: int = 1
+    previous_incident_id: str | None = None
+    recovery_scope: str = ""
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    resolved_by: str | None = None
+    reopen_count: int = 0
 
     @property
     def lead(self) -> tuple[int, datetime, str]:
@@ -124,6 +151,15 @@ class IncidentState:
             "last_seq": self.last_seq,
             "lead_signal_at": timestamp_text(self.lead_signal_at),
             "lead_signal_sha256": self.lead_signal_sha256,
+            "episode": self.episode,
+            "previous_incident_id": self.previous_incident_id,
+            "recovery_scope": self.recovery_scope,
+            "acknowledged_at": _optional_time(self.acknowledged_at),
+            "mitigated_at": _optional_time(self.mitigated_at),
+            "resolved_at": _optional_time(self.resolved_at),
+            "closed_at": _optional_time(self.closed_at),
+            "resolved_by": self.resolved_by,
+            "reopen_count": self.reopen_count,
         }
 
     @classmethod
@@ -146,7 +182,28 @@ class IncidentState:
             last_seq=row["last_seq"],
             lead_signal_at=_utc(row["lead_signal_at"]),
             lead_signal_sha256=row["lead_signal_sha256"],
+            episode=row["episode"],
+            previous_incident_id=_optional_id(row["previous_incident_id"]),
+            recovery_scope=row["recovery_scope"],
+            acknowledged_at=_optional_utc(row["acknowledged_at"]),
+            mitigated_at=_optional_utc(row["mitigated_at"]),
+            resolved_at=_optional_utc(row["resolved_at"]),
+            closed_at=_optional_utc(row["closed_at"]),
+            resolved_by=row["resolved_by"],
+            reopen_count=row["reopen_count"],
         )
+
+
+def _optional_time(moment: datetime | None) -> str | None:
+    return None if moment is None else timestamp_text(moment)
+
+
+def _optional_utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _utc(moment)
+
+
+def _optional_id(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 #: Snapshot keys, in column order.
@@ -157,8 +214,14 @@ def signal_lead(signal: IncidentInput) -> tuple[int, datetime, str]:
     return (_SEVERITY_RANK[str(signal.severity)], _utc(signal.signal_time), signal.signal_sha256)
 
 
-def start(signal: IncidentInput, incident: uuid.UUID) -> IncidentState:
-    """The state after the first signal of an incident."""
+def start(
+    signal: IncidentInput,
+    incident: uuid.UUID,
+    *,
+    episode: int = 1,
+    previous: uuid.UUID | None = None,
+) -> IncidentState:
+    """The state after the first signal of an incident (episode `episode` of its key)."""
     at = _utc(signal.signal_time)
     return IncidentState(
         id=incident,
@@ -177,6 +240,9 @@ def start(signal: IncidentInput, incident: uuid.UUID) -> IncidentState:
         last_seq=1,
         lead_signal_at=at,
         lead_signal_sha256=signal.signal_sha256,
+        episode=episode,
+        previous_incident_id=None if previous is None else str(previous),
+        recovery_scope=signal.recovery_scope,
     )
 
 
@@ -211,4 +277,13 @@ def advance(state: IncidentState, signal: IncidentInput) -> IncidentState:
         last_seq=state.last_seq + 1,
         lead_signal_at=lead.lead_signal_at,
         lead_signal_sha256=lead.lead_signal_sha256,
+        episode=state.episode,
+        previous_incident_id=state.previous_incident_id,
+        recovery_scope=state.recovery_scope,
+        acknowledged_at=state.acknowledged_at,
+        mitigated_at=state.mitigated_at,
+        resolved_at=state.resolved_at,
+        closed_at=state.closed_at,
+        resolved_by=state.resolved_by,
+        reopen_count=state.reopen_count,
     )

@@ -24,7 +24,7 @@ from ingest_worker.core.errors import (
     ShutdownRequested,
     TransientError,
 )
-from ingest_worker.core.values import IncidentInput, RejectedPart
+from ingest_worker.core.values import IncidentInput, Recovery, RejectedPart
 from ingest_worker.metrics import Metrics
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, rejected_parts_message
@@ -82,7 +82,7 @@ class PreparedBatch:
     """A decoded batch: its incident inputs (with their record index), dead letters, ignored."""
 
     records: Sequence[SignalRecord]
-    inputs: list[tuple[int, IncidentInput]]
+    inputs: list[tuple[int, IncidentInput | Recovery]]
     dead: list[DeadLetter]
     ignored: list[int]
 
@@ -90,7 +90,7 @@ class PreparedBatch:
 class IncidentStore(Protocol):
     """Applies a batch of incident inputs atomically (see `store.apply_batch`)."""
 
-    async def apply(self, inputs: Sequence[IncidentInput]) -> BatchResult: ...
+    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult: ...
 
 
 class DeadLetterSink(Protocol):
@@ -179,9 +179,9 @@ class BatchProcessor:
 
     def decode(
         self, records: Sequence[SignalRecord]
-    ) -> tuple[list[tuple[int, IncidentInput]], list[DeadLetter], list[int]]:
+    ) -> tuple[list[tuple[int, IncidentInput | Recovery]], list[DeadLetter], list[int]]:
         """Decode every record on its own: (inputs with their record index, dead letters, ignored)."""
-        inputs: list[tuple[int, IncidentInput]] = []
+        inputs: list[tuple[int, IncidentInput | Recovery]] = []
         dead: list[DeadLetter] = []
         ignored: list[int] = []
         for index, record in enumerate(records):
@@ -205,10 +205,10 @@ class BatchProcessor:
                         rejected_parts_message(mapped),
                     )
                 )
-            triggers = [item for item in mapped if isinstance(item, IncidentInput)]
-            if not triggers:
+            applied = [item for item in mapped if isinstance(item, IncidentInput | Recovery)]
+            if not applied:
                 ignored.append(index)
-            inputs.extend((index, item) for item in triggers)
+            inputs.extend((index, item) for item in applied)
         return inputs, dead, ignored
 
     def prepare(self, records: Sequence[SignalRecord]) -> PreparedBatch:
@@ -268,8 +268,8 @@ class BatchProcessor:
         return report
 
     async def _apply(
-        self, records: Sequence[SignalRecord], inputs: list[tuple[int, IncidentInput]]
-    ) -> tuple[list[tuple[tuple[int, IncidentInput], str]], list[DeadLetter], int]:
+        self, records: Sequence[SignalRecord], inputs: list[tuple[int, IncidentInput | Recovery]]
+    ) -> tuple[list[tuple[tuple[int, IncidentInput | Recovery], str]], list[DeadLetter], int]:
         """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
         batch = [item for _, item in inputs]
         try:
@@ -290,10 +290,10 @@ class BatchProcessor:
             log.error("batch_rejected_by_store", error=str(exc), inputs=len(batch))
         # Poison input somewhere in the batch: apply records one by one so that a single bad
         # record is dead-lettered and the good ones still land. Slow, and only ever on a bug.
-        applied: list[tuple[tuple[int, IncidentInput], str]] = []
+        applied: list[tuple[tuple[int, IncidentInput | Recovery], str]] = []
         dead: list[DeadLetter] = []
         events = 0
-        by_record: dict[int, list[tuple[int, IncidentInput]]] = {}
+        by_record: dict[int, list[tuple[int, IncidentInput | Recovery]]] = {}
         for pair in inputs:
             by_record.setdefault(pair[0], []).append(pair)
         for index, pairs in by_record.items():

@@ -66,6 +66,8 @@ class Settings(_SourceTopics):
     outbox_batch_size: int = Field(default=1000, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_lanes: int = Field(default=64, ge=1, le=4096)
+    #: SPEC §7.4: a trigger this soon after an automatic resolve reopens it (flap damper).
+    reopen_window_seconds: float = Field(default=300.0, ge=0)
 
     ce_source: str = "ingest-worker"
     http_host: str = "0.0.0.0"  # noqa: S104 - a service's probe endpoint must be reachable

@@ -126,7 +126,11 @@ class Worker:
 
         processor = BatchProcessor(
             topic_sources=s.source_topics(),
-            store=PostgresIncidentStore(self.pool, outbox_lanes=s.outbox_lanes),
+            store=PostgresIncidentStore(
+                self.pool,
+                outbox_lanes=s.outbox_lanes,
+                reopen_window_seconds=s.reopen_window_seconds,
+            ),
             dead_letters=KafkaDeadLetterSink(producer, s.topic_dead_letter),
             metrics=self.metrics,
             max_message_bytes=s.max_message_bytes,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ingest_worker.core.canonical import canonical_json, sha256_hex, utc_timestamp
 from ingest_worker.core.redaction import may_contain_secrets, redact, redact_text
-from ingest_worker.core.values import EvidenceInput, IncidentInput, Severity, SourceRef
+from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery, Severity, SourceRef
 from ingest_worker.sources.wire import MAX_NAME, MAX_REF
 
 #: seed 000: the key part used when a deployId is missing (or empty).
@@ -98,8 +98,11 @@ def build_incident(
     correlation: Iterable[str],
     source: SignalPayload,
     extra_evidence: Iterable[EvidenceInput] = (),
+    scope: str | None = None,
 ) -> IncidentInput:
     """The incident input, the signal being its primary evidence (kind = source kind).
+
+    `scope`: the recovery scope (SPEC §7.3) the incident belongs to; None: its key.
 
     The title and the classification are redacted; the key, refs, env and correlation keys are
     identifiers built from ids and names, kept as they are so that keys keep the seed's format.
@@ -119,4 +122,21 @@ def build_incident(
         correlation_keys=tuple(sorted(set(correlation))),
         evidence=(primary, *extra_evidence),
         signal_sha256=source.sha256,
+        scope=scope,
+    )
+
+
+def recovery(
+    *, kind: str, scope: str, source_ref: str, signal_time: datetime, source: SignalPayload
+) -> Recovery:
+    """A recovery signal of `scope`, the signal (redacted) being its evidence."""
+    primary = EvidenceInput(
+        kind=f"{kind}_recovery", ref=f"{source_ref}@sha256:{source.sha256}", payload=source.payload
+    )
+    return Recovery(
+        source_kind=kind,
+        scope=scope,
+        signal_time=signal_time,
+        signal_sha256=source.sha256,
+        evidence=(primary,),
     )

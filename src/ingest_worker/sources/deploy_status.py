@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import Field
 
-from ingest_worker.core.values import IncidentInput, Severity
+from ingest_worker.core.values import IncidentInput, Recovery, Severity
 from ingest_worker.sources.building import (
     UNKNOWN,
     SignalPayload,
@@ -15,6 +15,7 @@ from ingest_worker.sources.building import (
     evidence,
     key_time,
     pick,
+    recovery,
 )
 from ingest_worker.sources.contract import Shape, Source, one
 from ingest_worker.sources.wire import (
@@ -98,7 +99,33 @@ def map_deploy_status(signal: DeployStatusSignal) -> IncidentInput | None:
         extra_evidence=[
             evidence("deploy_status_snapshot", f"{signal.env}@{changed_at}", snapshot, source),
         ],
+        scope=recovery_scope(signal),
     )
+
+
+def recovery_scope(signal: DeployStatusSignal) -> str:
+    """SPEC §7.3: GREEN resolves the incidents of the same env and deployId (a missing
+    deployId matches only `unknown`)."""
+    return f"deploy_status:{signal.env}:{signal.deployId or UNKNOWN}"
+
+
+def recovery_of(signal: DeployStatusSignal) -> Recovery | None:
+    """GREEN → the recovery of its env and deploy; other statuses → None."""
+    if signal.status is not DeployStatus.GREEN:
+        return None
+    changed_at = key_time(signal.changedAt)
+    return recovery(
+        kind=NAME,
+        scope=recovery_scope(signal),
+        source_ref=f"{signal.env}:{signal.deployId or UNKNOWN}:{changed_at}",
+        signal_time=signal.changedAt,
+        source=SignalPayload.of(signal),
+    )
+
+
+def to_effects(signal: DeployStatusSignal) -> tuple[IncidentInput | Recovery, ...]:
+    found = recovery_of(signal)
+    return (found,) if found is not None else one(map_deploy_status(signal))
 
 
 SOURCE: Final = Source(
@@ -111,7 +138,7 @@ SOURCE: Final = Source(
         Shape(
             "seed",
             DeployStatusSignal,
-            lambda signal: one(map_deploy_status(signal)),
+            to_effects,
             schema_file="deploy-status-signal.schema.json",
         ),
     ),

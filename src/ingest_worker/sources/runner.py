@@ -13,13 +13,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import Field
 
 from ingest_worker.core.errors import InvalidSignal, RejectReason
-from ingest_worker.core.values import EvidenceInput, IncidentInput, Severity
+from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery, Severity
 from ingest_worker.sources.building import (
     SignalPayload,
     build_incident,
     evidence,
     extra_text,
     pick,
+    recovery,
 )
 from ingest_worker.sources.contract import Shape, Source, one
 from ingest_worker.sources.wire import (
@@ -173,7 +174,69 @@ def runner_incident(
         correlation=correlation,
         source=source,
         extra_evidence=extra_evidence,
+        scope=recovery_scope(run_id, step_name),
     )
+
+
+def recovery_scope(run_id: str, step_name: str) -> str:
+    """SPEC §7.3: a success resolves the incidents of the same run and step, any conclusion."""
+    return f"runner:{run_id}:{step_name}"
+
+
+def recovery_of_step(signal: RunnerStepFailureSignal) -> Recovery | None:
+    """A `success` step → the recovery of its run and step; other conclusions → None."""
+    if signal.conclusion is not RunnerConclusion.SUCCESS:
+        return None
+    return recovery(
+        kind=NAME,
+        scope=recovery_scope(signal.runId, signal.stepName),
+        source_ref=f"{signal.runId}:{signal.stepName}",
+        signal_time=signal.completedAt,
+        source=SignalPayload.of(signal),
+    )
+
+
+def step_effects(signal: RunnerStepFailureSignal) -> tuple[IncidentInput | Recovery, ...]:
+    found = recovery_of_step(signal)
+    return (found,) if found is not None else one(map_runner_step_failure(signal))
+
+
+def job_recoveries(event: GitHubWorkflowJobEvent) -> tuple[Recovery, ...]:
+    """A completed `workflow_job`: one recovery per successful step (and one for the job itself
+    when it succeeded, for incidents a failed attempt opened under the job's name)."""
+    if event.action != "completed":
+        return ()
+    job = event.workflow_job
+    run_id = str(job.run_id)
+    source: SignalPayload | None = None
+    found: list[Recovery] = []
+    named: list[tuple[str, datetime | None]] = [
+        (step.name, step.completed_at or job.completed_at)
+        for step in job.steps
+        if step.conclusion is GitHubConclusion.SUCCESS
+    ]
+    if job.conclusion is GitHubConclusion.SUCCESS:
+        named.append((job.name, job.completed_at))
+    seen: set[str] = set()
+    for name, completed_at in named:
+        if completed_at is None or name in seen:
+            continue
+        seen.add(name)
+        source = source or SignalPayload.of(event)
+        found.append(
+            recovery(
+                kind=NAME,
+                scope=recovery_scope(run_id, name),
+                source_ref=f"{run_id}:{name}",
+                signal_time=completed_at,
+                source=source,
+            )
+        )
+    return tuple(found)
+
+
+def job_effects(event: GitHubWorkflowJobEvent) -> tuple[IncidentInput | Recovery, ...]:
+    return (*map_workflow_job(event), *job_recoveries(event))
 
 
 def map_runner_step_failure(signal: RunnerStepFailureSignal) -> IncidentInput | None:
@@ -350,13 +413,13 @@ SOURCE: Final = Source(
         Shape(
             "seed",
             RunnerStepFailureSignal,
-            lambda signal: one(map_runner_step_failure(signal)),
+            step_effects,
             schema_file="runner-step-failure-signal.schema.json",
         ),
         Shape(
             "workflow_job",
             GitHubWorkflowJobEvent,
-            map_workflow_job,
+            job_effects,
             claims=is_workflow_job,
             schema_file="github-workflow-job.schema.json",
         ),

@@ -7,13 +7,14 @@ from typing import Annotated, Final
 
 from pydantic import Field
 
-from ingest_worker.core.values import IncidentInput, Severity
+from ingest_worker.core.values import IncidentInput, Recovery, Severity
 from ingest_worker.sources.building import (
     UNKNOWN,
     SignalPayload,
     build_incident,
     evidence,
     pick,
+    recovery,
 )
 from ingest_worker.sources.contract import Shape, Source, one
 from ingest_worker.sources.wire import (
@@ -125,7 +126,31 @@ def map_verification(signal: VerificationSignal) -> IncidentInput | None:
         correlation=correlation,
         source=source,
         extra_evidence=extra,
+        scope=recovery_scope(signal),
     )
+
+
+def recovery_scope(signal: VerificationSignal) -> str:
+    """SPEC §7.3: `passed` resolves the incidents of the same deployId (or unknown) and
+    playbookId."""
+    return f"verification:{signal.deployId or UNKNOWN}:{signal.playbookId}"
+
+
+def recovery_of(signal: VerificationSignal) -> Recovery | None:
+    if signal.status is not VerificationStatus.PASSED:
+        return None
+    return recovery(
+        kind=NAME,
+        scope=recovery_scope(signal),
+        source_ref=signal.runId,
+        signal_time=signal.completedAt,
+        source=SignalPayload.of(signal),
+    )
+
+
+def to_effects(signal: VerificationSignal) -> tuple[IncidentInput | Recovery, ...]:
+    found = recovery_of(signal)
+    return (found,) if found is not None else one(map_verification(signal))
 
 
 SOURCE: Final = Source(
@@ -138,7 +163,7 @@ SOURCE: Final = Source(
         Shape(
             "seed",
             VerificationSignal,
-            lambda signal: one(map_verification(signal)),
+            to_effects,
             schema_file="verification-signal.schema.json",
         ),
     ),

@@ -20,14 +20,14 @@ from ingest_worker.core.canonical import canonical_json, event_id, evidence_sha2
 from ingest_worker.core.events import (
     CORRELATION_KEYS_ADDED,
     EVENT_CREATED,
-    EVENT_UPDATED,
+    EVENT_TYPES,
     EVIDENCE_ADDED,
     GENESIS_HASH,
     apply_changes,
     event_hash,
     same_json,
 )
-from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState
+from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState, lifecycle_defaults
 from ingest_worker.store.incidents import Connection
 from ingest_worker.store.queries import load_queries
 
@@ -216,11 +216,13 @@ def _replay_event(
         if item["sha256"] in added:
             diffs.append(ProjectionDiff(incident, f"{where} evidence_added", None, item))
         added[item["sha256"]] = (item["kind"], item["ref"])
-    expected_type = EVENT_CREATED if state is None else EVENT_UPDATED
-    if event["type"] != expected_type:
-        diffs.append(ProjectionDiff(incident, f"{where} type", expected_type, event["type"]))
+    snapshot = lifecycle_defaults(snapshot)
     if state is None:
-        return dict(snapshot)
+        if event["type"] != EVENT_CREATED:
+            diffs.append(ProjectionDiff(incident, f"{where} type", EVENT_CREATED, event["type"]))
+        return snapshot
+    if event["type"] == EVENT_CREATED or event["type"] not in EVENT_TYPES:
+        diffs.append(ProjectionDiff(incident, f"{where} type", "a later event type", event["type"]))
     for field, change in changes.items():
         if field not in (CORRELATION_KEYS_ADDED, EVIDENCE_ADDED):
             before = state.get(field)

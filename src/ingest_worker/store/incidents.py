@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -37,11 +38,12 @@ from ingest_worker.core.plan import (
     BatchPlan,
     ChunkWrite,
     Outcome,
+    StoredRecovery,
     StoreIntegrityError,
     json_text,
     outbox_lane,
 )
-from ingest_worker.core.values import IncidentInput
+from ingest_worker.core.values import IncidentInput, Recovery
 from ingest_worker.store.queries import load_queries
 
 __all__ = [
@@ -97,42 +99,82 @@ class LockTurn:
 LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
 
 
+def scope_lock_key(scope: str) -> int:
+    """Second key of a recovery scope's advisory lock (same class as incidents): triggers and
+    recoveries of one scope exclude each other, so neither misses the other."""
+    return lock_key(incident_id(f"recovery-scope:{scope}"))
+
+
+#: `processed_signals` key of a recovery: its scope, in a namespace no incident key uses.
+def recovery_key(scope: str) -> str:
+    return f"recovery:{scope}"
+
+
 async def apply_batch(
-    conn: Connection, inputs: Sequence[IncidentInput], *, outbox_lanes: int = 64
+    conn: Connection,
+    inputs: Sequence[IncidentInput | Recovery],
+    *,
+    outbox_lanes: int = 64,
+    reopen_window: timedelta = timedelta(seconds=300),
 ) -> BatchResult:
-    """Apply `inputs` in one transaction; one outcome per input, in input order."""
+    """Apply `inputs` (triggers and recoveries) in one transaction; one outcome per input, in
+    input order."""
     if outbox_lanes < 1:
         raise ValueError("outbox_lanes must be >= 1")
     outcomes = [Outcome.DUPLICATE] * len(inputs)
     if not inputs:
         return BatchResult((), 0)
-    ids: dict[str, uuid.UUID] = {}
+    locks: set[int] = set()
     first_of: dict[tuple[str, str], int] = {}
-    for index, signal in enumerate(inputs):
-        first_of.setdefault((signal.incident_key, signal.signal_sha256), index)
-        if signal.incident_key not in ids:
-            ids[signal.incident_key] = incident_id(signal.incident_key)
+    for index, item in enumerate(inputs):
+        if isinstance(item, IncidentInput):
+            first_of.setdefault((item.incident_key, item.signal_sha256), index)
+            locks.add(lock_key(incident_id(item.incident_key)))
+            locks.add(scope_lock_key(item.recovery_scope))
+        else:
+            first_of.setdefault((recovery_key(item.scope), item.signal_sha256), index)
+            locks.add(scope_lock_key(item.scope))
     queries = load_queries("store.sql")
     signals = sorted(first_of)
+    # Every lane: new episodes and incidents resolved by scope are only known inside.
+    lanes = list(range(outbox_lanes))
     turn = LOCK_TURN.get()
     if turn is not None and turn.after is not None:
         await turn.after.wait()
     async with conn.transaction(isolation="read_committed"):
-        await conn.execute(
-            queries["lock_incidents"], LOCK_CLASS, sorted({lock_key(i) for i in ids.values()})
-        )
+        await conn.execute(queries["lock_incidents"], LOCK_CLASS, sorted(locks))
         if turn is not None:
             turn.locked.set()
         rows = await conn.fetch(
             queries["insert_processed_signals"],
             [k for k, _ in signals],
             [s for _, s in signals],
-            sorted({outbox_lane(i, outbox_lanes) for i in ids.values()}),
+            lanes,
         )
         if not rows:
             return BatchResult(tuple(outcomes), 0)
-        plan = BatchPlan(inputs, ids, [first_of[(r[0], r[1])] for r in rows], outbox_lanes)
-        for row in await conn.fetch(queries["select_incidents"], list(plan.steps)):
+        fresh = [first_of[(r[0], r[1])] for r in rows]
+        plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)
+        scopes = sorted(
+            {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
+            | set(plan.recovery_scopes)
+        )
+        for row in await conn.fetch(queries["select_recoveries"], scopes):
+            plan.add_stored_recovery(
+                row["scope"], StoredRecovery(row["signal_time"], row["signal_sha256"])
+            )
+        if plan.recovery_scopes:
+            recoveries = [inputs[i] for i in fresh if isinstance(inputs[i], Recovery)]
+            await conn.execute(
+                queries["insert_recoveries"],
+                [r.scope for r in recoveries],
+                [r.signal_sha256 for r in recoveries],
+                [r.source_kind for r in recoveries],
+                [r.signal_time for r in recoveries],
+            )
+        for row in await conn.fetch(
+            queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes
+        ):
             plan.add_stored(row)
         if probe := plan.evidence_probe():
             found = await conn.fetch(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 import asyncpg
 
 from ingest_worker.core.errors import PermanentStoreError, TransientError
-from ingest_worker.core.values import IncidentInput
+from ingest_worker.core.values import IncidentInput, Recovery
 from ingest_worker.store.incidents import BatchResult, apply_batch, init_connection
 
 #: SQLSTATE classes that mean "try again later": connection (08), transaction rollback (40),
@@ -64,14 +65,19 @@ async def create_pool(settings: PoolSettings, *, min_size: int = 1) -> asyncpg.P
 class PostgresIncidentStore:
     """`IncidentStore` on an asyncpg pool: one transaction per batch."""
 
-    def __init__(self, pool: asyncpg.Pool, *, outbox_lanes: int) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, outbox_lanes: int, reopen_window_seconds: float = 300.0
+    ) -> None:
         self._pool = pool
         self._lanes = outbox_lanes
+        self._reopen_window = timedelta(seconds=reopen_window_seconds)
 
-    async def apply(self, inputs: Sequence[IncidentInput]) -> BatchResult:
+    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult:
         try:
             async with self._pool.acquire(timeout=10) as conn:
-                return await apply_batch(conn, inputs, outbox_lanes=self._lanes)
+                return await apply_batch(
+                    conn, inputs, outbox_lanes=self._lanes, reopen_window=self._reopen_window
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

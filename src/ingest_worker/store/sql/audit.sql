@@ -5,7 +5,8 @@
 SELECT id, incident_key, source_kind, severity, status, title, env,
        classification::text AS classification, source_primary::text AS source_primary,
        correlation_keys, first_seen_at, last_seen_at, occurrence_count, last_seq,
-       lead_signal_at, lead_signal_sha256
+       lead_signal_at, lead_signal_sha256, episode, previous_incident_id, recovery_scope,
+       acknowledged_at, mitigated_at, resolved_at, closed_at, resolved_by, reopen_count
 FROM incidents
 ORDER BY id;
 

@@ -25,14 +25,37 @@ ON CONFLICT ON CONSTRAINT processed_signals_pkey DO NOTHING
 RETURNING incident_key, signal_sha256;
 
 -- name: select_incidents
--- Current state of the given incidents and the hash of their newest event (the chain head).
-SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
+-- Newest episode of the given incident keys ($1), and of the keys with an active incident in
+-- the given recovery scopes ($2), with the hash of its newest event (the chain head).
+SELECT DISTINCT ON (i.incident_key)
+       i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
        i.correlation_keys, i.first_seen_at, i.last_seen_at, i.occurrence_count, i.last_seq,
-       i.lead_signal_at, i.lead_signal_sha256, e.hash AS head_hash
+       i.lead_signal_at, i.lead_signal_sha256, i.episode, i.previous_incident_id,
+       i.recovery_scope, i.acknowledged_at, i.mitigated_at, i.resolved_at, i.closed_at,
+       i.resolved_by, i.reopen_count, e.hash AS head_hash
 FROM incidents AS i
 LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq
-WHERE i.id = ANY($1::uuid[]);
+WHERE i.incident_key = ANY($1::text[])
+   OR i.incident_key IN (
+        SELECT a.incident_key FROM incidents AS a
+        WHERE a.recovery_scope = ANY($2::text[])
+          AND a.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED'))
+ORDER BY i.incident_key, i.episode DESC;
+
+-- name: select_recoveries
+-- The newest recovery of each given scope, stored before this batch.
+SELECT DISTINCT ON (r.scope) r.scope, r.signal_time, r.signal_sha256
+FROM recoveries AS r
+WHERE r.scope = ANY($1::text[])
+ORDER BY r.scope, r.signal_time DESC, r.signal_sha256 DESC;
+
+-- name: insert_recoveries
+INSERT INTO recoveries (scope, signal_sha256, source_kind, signal_time)
+SELECT u.scope, u.signal_sha256, u.source_kind, u.signal_time
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+     AS u(scope, signal_sha256, source_kind, signal_time)
+ON CONFLICT ON CONSTRAINT recoveries_pkey DO NOTHING;
 
 -- name: select_evidence
 -- Which of the given (incident_id, sha256) evidence rows exist already.
@@ -58,14 +81,19 @@ WITH chunk AS MATERIALIZED (
     INSERT INTO incidents AS i (
         id, incident_key, source_kind, severity, status, title, env, classification,
         source_primary, correlation_keys, first_seen_at, last_seen_at, occurrence_count,
-        last_seq, lead_signal_at, lead_signal_sha256)
+        last_seq, lead_signal_at, lead_signal_sha256, episode, previous_incident_id,
+        recovery_scope, acknowledged_at, mitigated_at, resolved_at, closed_at, resolved_by,
+        reopen_count)
     SELECT r.id, r.incident_key, r.source_kind, r.severity, r.status, r.title, r.env,
            r.classification, r.source_primary, r.correlation_keys, r.first_seen_at,
            r.last_seen_at, r.occurrence_count, r.last_seq, r.lead_signal_at,
-           r.lead_signal_sha256
+           r.lead_signal_sha256, r.episode, r.previous_incident_id, r.recovery_scope,
+           r.acknowledged_at, r.mitigated_at, r.resolved_at, r.closed_at, r.resolved_by,
+           r.reopen_count
     FROM newest AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::incidents, n.snapshot) AS r
-    ON CONFLICT ON CONSTRAINT incidents_incident_key_key DO UPDATE SET
+    ORDER BY r.episode
+    ON CONFLICT ON CONSTRAINT incidents_pkey DO UPDATE SET
         source_kind = EXCLUDED.source_kind,
         severity = EXCLUDED.severity,
         status = EXCLUDED.status,
@@ -80,6 +108,12 @@ WITH chunk AS MATERIALIZED (
         last_seq = EXCLUDED.last_seq,
         lead_signal_at = EXCLUDED.lead_signal_at,
         lead_signal_sha256 = EXCLUDED.lead_signal_sha256,
+        acknowledged_at = EXCLUDED.acknowledged_at,
+        mitigated_at = EXCLUDED.mitigated_at,
+        resolved_at = EXCLUDED.resolved_at,
+        closed_at = EXCLUDED.closed_at,
+        resolved_by = EXCLUDED.resolved_by,
+        reopen_count = EXCLUDED.reopen_count,
         updated_at = now()
     RETURNING 1
 ), new_events AS (
