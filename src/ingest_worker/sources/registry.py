@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from ingest_worker.sources import datadog, deploy_status, ecs_stopped, runner, verification
+from ingest_worker.sources import (
+    datadog,
+    deploy_status,
+    ecs_stopped,
+    newrelic,
+    runner,
+    verification,
+)
 from ingest_worker.sources.contract import Source
 
 SOURCES: Final[tuple[Source, ...]] = (
@@ -13,6 +20,7 @@ SOURCES: Final[tuple[Source, ...]] = (
     ecs_stopped.SOURCE,
     runner.SOURCE,
     datadog.SOURCE,
+    newrelic.SOURCE,
 )
 
 BY_NAME: Final[dict[str, Source]] = {source.name: source for source in SOURCES}
