@@ -1,4 +1,4 @@
-"""The `ingest-worker` command line: run, migrate, dev, send, incidents, verify, replay, asyncapi."""
+"""The `ingest-worker` command line: run, migrate, dev, gateway, send, incidents, verify, replay, asyncapi."""
 
 from __future__ import annotations
 
@@ -205,6 +205,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     """Embedded PostgreSQL + broker on the fixed dev ports, migrations, and the worker."""
     from ingest_worker.service.embedded import embedded_services
+    from ingest_worker.service.gateway import GatewaySettings
+    from ingest_worker.service.gateway.dev import curl_example, with_gateway
 
     kafka_port = int(os.environ.get("INGEST_DEV_KAFKA_PORT", "9092"))
     pg_port = int(os.environ.get("INGEST_DEV_POSTGRES_PORT", "54329"))
@@ -215,6 +217,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.environ.setdefault("INGEST_DATABASE_URL", DEV_DATABASE_URL.replace("54329", str(pg_port)))
     os.environ.setdefault("INGEST_LOG_FORMAT", "console")
     settings = _settings()
+    gateway = GatewaySettings()
     configure_logging(settings.log_level, settings.log_format)
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ingest-worker"
     exe = ".venv/bin/ingest-worker" if Path(".venv/bin/ingest-worker").exists() else exe
@@ -232,12 +235,23 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"  show the incidents:\n"
             f"    {exe} incidents --dev\n"
             f"  health and metrics: curl localhost:{settings.http_port}/readyz  ·  /metrics\n"
+            f"{curl_example(gateway.port)}"
+            f"  webhook gateway on :{gateway.port}, UNAUTHENTICATED (dev only): /docs, /readyz\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(_run_worker(settings))
+            return asyncio.run(with_gateway(settings, _run_worker, gateway))
     return 0
+
+
+def cmd_gateway(_: argparse.Namespace) -> int:
+    """The webhook gateway (SPEC §9): HTTP → the source topics, 202 once acknowledged."""
+    from ingest_worker.service.gateway import GatewaySettings, serve
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(serve(settings, GatewaySettings()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--dev", action="store_true", help=dev_help)
     migrate.set_defaults(func=cmd_migrate)
     sub.add_parser(
-        "dev", help="embedded PostgreSQL + broker + worker, on fixed ports"
+        "dev", help="embedded PostgreSQL + broker + worker + gateway, on fixed ports"
     ).set_defaults(func=cmd_dev)
+    sub.add_parser(
+        "gateway", help="the webhook gateway: HTTP POSTs from alerting tools → source topics"
+    ).set_defaults(func=cmd_gateway)
     send = sub.add_parser(
         "send", help="publish each line of a JSONL file (or - for stdin) to a topic"
     )
