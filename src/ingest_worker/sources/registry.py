@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Final
 
 from ingest_worker.sources import (
+    alertmanager,
     datadog,
     deploy_status,
     ecs_stopped,
+    grafana,
     newrelic,
+    pagerduty,
     runner,
     verification,
 )
@@ -19,6 +22,9 @@ SOURCES: Final[tuple[Source, ...]] = (
     verification.SOURCE,
     ecs_stopped.SOURCE,
     runner.SOURCE,
+    alertmanager.SOURCE,
+    grafana.SOURCE,
+    pagerduty.SOURCE,
     datadog.SOURCE,
     newrelic.SOURCE,
 )
