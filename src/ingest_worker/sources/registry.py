@@ -11,6 +11,7 @@ from ingest_worker.sources import (
     ecs_stopped,
     grafana,
     newrelic,
+    opsgenie,
     pagerduty,
     runner,
     verification,
@@ -27,6 +28,7 @@ SOURCES: Final[tuple[Source, ...]] = (
     pagerduty.SOURCE,
     datadog.SOURCE,
     newrelic.SOURCE,
+    opsgenie.SOURCE,
 )
 
 BY_NAME: Final[dict[str, Source]] = {source.name: source for source in SOURCES}
