@@ -6,6 +6,7 @@ from typing import Final
 
 from ingest_worker.sources import (
     alertmanager,
+    cloudwatch,
     datadog,
     deploy_status,
     ecs_stopped,
@@ -29,6 +30,7 @@ SOURCES: Final[tuple[Source, ...]] = (
     datadog.SOURCE,
     newrelic.SOURCE,
     opsgenie.SOURCE,
+    cloudwatch.SOURCE,
 )
 
 BY_NAME: Final[dict[str, Source]] = {source.name: source for source in SOURCES}
