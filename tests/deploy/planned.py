@@ -12,7 +12,6 @@ PLANNED_METRICS: dict[str, tuple[str, str]] = {
     "ingest_incidents": ("gauge", "incident lifecycle (issue 11): incidents by status, severity"),
     "ingest_time_to_acknowledge_seconds": ("histogram", "incident lifecycle (issue 11)"),
     "ingest_time_to_resolve_seconds": ("histogram", "incident lifecycle (issue 11)"),
-    "ingest_gateway_requests_total": ("counter", "webhook gateway (issue 13): by source, status"),
 }
 
 #: INGEST_* variable → the work that brings it (the ConfigMap and compose set it already)
