@@ -101,6 +101,42 @@ class Touch:
     severity: str
     at: datetime
     evidence: tuple[str, ...]  # evidence kinds this signal adds to the incident
+    scope: str = ""  # SPEC §7.3: the recovery scope of the incident ("" = its own key)
+
+
+def recoveries(family: str, payload: Mapping[str, Any]) -> list[tuple[str, datetime]]:
+    """SPEC §7.3: the (scope, time) of each recovery one valid signal carries.
+
+    deploy-status GREEN → its env and deployId (missing: `unknown`); verification `passed` →
+    its deployId (or `unknown`) and playbookId; runner `success` → its run and step; a completed
+    `workflow_job` → each successful step, and the job itself when it succeeded. ECS: none.
+    """
+    shape = shape_of(family, payload)
+    if shape == "deploy_status" and payload["status"] == "GREEN":
+        scope = f"deploy_status:{payload['env']}:{payload.get('deployId') or 'unknown'}"
+        return [(scope, parse_time(payload["changedAt"]))]
+    if shape == "verification" and payload["status"] == "passed":
+        scope = f"verification:{payload.get('deployId') or 'unknown'}:{payload['playbookId']}"
+        return [(scope, parse_time(payload["completedAt"]))]
+    if shape == "runner_step" and payload["conclusion"] == "success":
+        return [
+            (f"runner:{payload['runId']}:{payload['stepName']}", parse_time(payload["completedAt"]))
+        ]
+    if shape == "github_workflow_job" and payload["action"] == "completed":
+        job = payload["workflow_job"]
+        found: dict[str, datetime] = {}
+        named = [
+            (step["name"], step.get("completed_at") or job.get("completed_at"))
+            for step in job.get("steps", [])
+            if step.get("conclusion") == "success"
+        ]
+        if job.get("conclusion") == "success":
+            named.append((job["name"], job.get("completed_at")))
+        for name, at in named:
+            if at is not None and name not in found:
+                found[name] = parse_time(at)
+        return [(f"runner:{job['run_id']}:{name}", at) for name, at in found.items()]
+    return []
 
 
 def shape_of(family: str, payload: Mapping[str, Any]) -> str:
@@ -127,9 +163,14 @@ def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
         key = "deploy_status:{}:{}:{}".format(
             payload["env"], payload.get("deployId") or "unknown", key_time(payload["changedAt"])
         )
+        scope = f"deploy_status:{payload['env']}:{payload.get('deployId') or 'unknown'}"
         return [
             Touch(
-                key, payload["status"], parse_time(payload["changedAt"]), ("deploy_status", *extra)
+                key,
+                payload["status"],
+                parse_time(payload["changedAt"]),
+                ("deploy_status", *extra),
+                scope,
             )
         ]
     if shape == "verification":
@@ -142,7 +183,8 @@ def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
             kinds.append("verification_failed_steps")
         if payload.get("reportHash"):
             kinds.append("verification_report")
-        return [Touch(key, "RED", parse_time(payload["completedAt"]), tuple(kinds))]
+        scope = f"verification:{payload.get('deployId') or 'unknown'}:{payload['playbookId']}"
+        return [Touch(key, "RED", parse_time(payload["completedAt"]), tuple(kinds), scope)]
     if shape == "ecs_stopped_task":
         key = "ecs_stopped:{}:{}:{}".format(
             payload["cluster"], payload["taskArn"], key_time(payload["stoppedAt"])
@@ -168,7 +210,8 @@ def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
             return []
         key = f"runner:{payload['runId']}:{payload['stepName']}:{conclusion}"
         severity = "YELLOW" if conclusion == "cancelled" else "RED"
-        return [Touch(key, severity, parse_time(payload["completedAt"]), ("runner", *extra))]
+        scope = f"runner:{payload['runId']}:{payload['stepName']}"
+        return [Touch(key, severity, parse_time(payload["completedAt"]), ("runner", *extra), scope)]
     if shape == "github_workflow_job":
         if payload["action"] != "completed":
             return []
@@ -182,7 +225,8 @@ def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
             key = f"runner:{job['run_id']}:{step['name']}:{conclusion}"
             severity = "YELLOW" if conclusion == "cancelled" else "RED"
             at = parse_time(step.get("completed_at") or job["completed_at"])
-            found.append(Touch(key, severity, at, ("runner", *extra)))
+            scope = f"runner:{job['run_id']}:{step['name']}"
+            found.append(Touch(key, severity, at, ("runner", *extra), scope))
         return found
     raise AssertionError(f"unknown shape {shape}")
 
@@ -236,6 +280,7 @@ class ExpectedIncident:
     signals: set[bytes] = field(default_factory=set)  # sha256 of each signal's identity
     times: list[datetime] = field(default_factory=list)
     evidence: Counter[str] = field(default_factory=Counter)
+    scope: str = ""
 
     @property
     def count(self) -> int:
@@ -249,6 +294,16 @@ class Expected:
     incidents: dict[str, ExpectedIncident] = field(default_factory=dict)
     dead_letters: dict[bytes | None, str] = field(default_factory=dict)  # value -> reason
     ignored: int = 0
+    #: scope → {recovery signal identity: its time} (SPEC §7.3)
+    recoveries: dict[str, dict[bytes, datetime]] = field(default_factory=dict)
+
+    def status_of(self, incident: ExpectedIncident) -> str:
+        """SPEC §7.3, §7.4: whatever the arrival order, the newest episode of a key is RESOLVED
+        exactly when the newest recovery of its scope is newer than its newest trigger."""
+        found = self.recoveries.get(incident.scope or incident.key, {})
+        if found and max(found.values()) > max(incident.times):
+            return "RESOLVED"
+        return "OPEN"
 
     @property
     def occurrences(self) -> int:
@@ -257,10 +312,15 @@ class Expected:
     def add_signal(self, family: str, payload: Mapping[str, Any]) -> None:
         identity = hashlib.sha256(signal_identity(family, payload).encode()).digest()
         found = touches(family, payload)
-        if not found:
+        recovered = recoveries(family, payload)
+        for scope, at in recovered:
+            self.recoveries.setdefault(scope, {})[identity] = at
+        if not found and not recovered:
             self.ignored += 1
         for touch in found:
-            incident = self.incidents.setdefault(touch.key, ExpectedIncident(touch.key))
+            incident = self.incidents.setdefault(
+                touch.key, ExpectedIncident(touch.key, scope=touch.scope)
+            )
             if identity in incident.signals:
                 continue  # the same signal again: no effect at all (SPEC §3 rule 1)
             incident.signals.add(identity)
@@ -656,8 +716,8 @@ def compare(expected: Expected, observed: Observed, *, check_dead_letters: bool 
         incidents_expected=len(expected.incidents),
         events_expected=expected.occurrences,
         dead_letters_expected=len(expected.dead_letters),
-        incidents_found=len(observed.incidents),
-        events_found=len(observed.events),
+        incidents_found=len({r["incident_key"] for r in observed.incidents}),
+        events_found=sum(e["type"] in TRIGGER_EVENTS for e in observed.events),
     )
     _compare_incidents(expected, observed, verdict)
     for table, count in observed.duplicate_rows.items():
@@ -672,49 +732,78 @@ def compare(expected: Expected, observed: Observed, *, check_dead_letters: bool 
     return verdict
 
 
-def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict) -> None:
-    """Keys, occurrence counts, severities, first/last seen, evidence, and the stored events:
-    one per distinct signal, seq 1..n, `created` then `updated`, at the signals' times."""
-    problem = verdict.problems.append
-    rows = {r["incident_key"]: r for r in observed.incidents}
-    evidence: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in observed.evidence:
-        evidence[row["incident_key"]][row["kind"]] += row["n"]
-    events: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for event in observed.events:
-        events[event["incident_key"]].append(event)
+#: Events a trigger signal writes: one per distinct trigger (created, updated, or reopened).
+TRIGGER_EVENTS = ("incident.created", "incident.updated", "incident.reopened")
 
-    for key in sorted(rows.keys() - expected.incidents.keys()):
+
+def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict) -> None:
+    """Per incident key, over all its episodes: occurrence counts, severities, first/last seen,
+    evidence, and the stored events: one trigger event per distinct signal at the signals'
+    times, seq 1..n per episode starting with `created`, lifecycle events only `resolved`; the
+    newest episode's status as `Expected.status_of` says."""
+    problem = verdict.problems.append
+    episodes: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in observed.incidents:
+        episodes[row["incident_key"]].append(row)
+    evidence: dict[str, Counter[str]] = defaultdict(Counter)
+    recovery_evidence: Counter[str] = Counter()
+    for row in observed.evidence:
+        if row["kind"].endswith("_recovery"):
+            recovery_evidence[row["incident_key"]] += row["n"]
+        else:
+            evidence[row["incident_key"]][row["kind"]] += row["n"]
+    events: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in observed.events:
+        events[event["incident_id"]].append(event)
+
+    for key in sorted(episodes.keys() - expected.incidents.keys()):
         problem(f"unexpected incident {key!r}")
-        verdict.duplicated += rows[key]["occurrence_count"]
+        verdict.duplicated += sum(r["occurrence_count"] for r in episodes[key])
     for key, want in sorted(expected.incidents.items()):
-        got = rows.get(key)
-        if got is None:
+        rows = sorted(episodes.get(key, []), key=lambda r: r["episode"])
+        if not rows:
             problem(f"lost incident {key!r}")
             verdict.lost += want.count
             continue
-        stored = sorted(events.get(key, []), key=lambda e: e["seq"])
-        verdict.lost += max(0, want.count - got["occurrence_count"], want.count - len(stored))
-        verdict.duplicated += max(0, got["occurrence_count"] - want.count, len(stored) - want.count)
-        seen = (got["first_seen_at"], got["last_seen_at"])
+        stored = {r["id"]: sorted(events.get(r["id"], []), key=lambda e: e["seq"]) for r in rows}
+        trigger_events = [e for s in stored.values() for e in s if e["type"] in TRIGGER_EVENTS]
+        occurrences = sum(r["occurrence_count"] for r in rows)
+        verdict.lost += max(0, want.count - occurrences, want.count - len(trigger_events))
+        verdict.duplicated += max(0, occurrences - want.count, len(trigger_events) - want.count)
         times = sorted(want.times)
-        checks = {
-            "occurrence_count": (got["occurrence_count"], want.count),
-            "severity": (got["severity"], want.severity),
+        seen = (min(r["first_seen_at"] for r in rows), max(r["last_seen_at"] for r in rows))
+        resolved = [e for s in stored.values() for e in s if e["type"] == "incident.resolved"]
+        checks: dict[str, tuple[Any, Any]] = {
+            "occurrence_count": (occurrences, want.count),
+            "severity": (max((r["severity"] for r in rows), key=_SEVERITY_RANK.__getitem__),
+                         want.severity),
             "first/last seen": (seen, (times[0], times[-1])),
-            "status": (got["status"], "OPEN"),
-            "last_seq": (got["last_seq"], want.count),
+            "newest episode status": (rows[-1]["status"], expected.status_of(want)),
+            "episodes": ([r["episode"] for r in rows], list(range(1, len(rows) + 1))),
             "evidence": (dict(evidence.get(key, {})), dict(want.evidence)),
-            "event seqs": ([e["seq"] for e in stored], list(range(1, want.count + 1))),
-            "event types": (
-                [e["type"] for e in stored],
-                ["incident.created"] + ["incident.updated"] * (want.count - 1),
+            "trigger event times": (sorted(e["occurred_at"] for e in trigger_events), times),
+            "lifecycle events": (
+                sorted({e["type"] for s in stored.values() for e in s} - set(TRIGGER_EVENTS)),
+                ["incident.resolved"] if resolved else [],
             ),
-            "event times": (sorted(e["occurred_at"] for e in stored), times),
-        }
-        for name, (found, wanted) in checks.items():
-            if found != wanted:
-                problem(f"{key!r}: {name} {found}, expected {wanted}")
+            "recovery evidence": (recovery_evidence.get(key, 0) <= len(resolved), True),
+        }  # fmt: skip
+        if len(rows) > 1 or resolved:
+            found = expected.recoveries.get(want.scope or want.key, {})
+            checks["a recovery of the scope exists"] = (bool(found), True)
+        for row in rows:
+            chain = stored[row["id"]]
+            checks[f"episode {row['episode']} event seqs"] = (
+                [e["seq"] for e in chain],
+                list(range(1, row["last_seq"] + 1)),
+            )
+            checks[f"episode {row['episode']} starts created"] = (
+                [e["type"] for e in chain[:1]],
+                ["incident.created"],
+            )
+        for name, (found_value, wanted) in checks.items():
+            if found_value != wanted:
+                problem(f"{key!r}: {name} {found_value}, expected {wanted}")
 
 
 def _compare_published(observed: Observed, verdict: Verdict) -> None:
@@ -783,7 +872,8 @@ def _compare_dead_letters(expected: Expected, observed: Observed, verdict: Verdi
 # --- reading the end state ----------------------------------------------------------------------
 
 _INCIDENTS = """
-SELECT incident_key, id, severity, status, occurrence_count, first_seen_at, last_seen_at, last_seq
+SELECT incident_key, episode, id, severity, status, occurrence_count, first_seen_at,
+       last_seen_at, last_seq
 FROM incidents
 """
 _EVIDENCE = """
@@ -796,7 +886,7 @@ SELECT e.id, e.incident_id, i.incident_key, e.seq, e.type, e.occurred_at, e.hash
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 """
 _DUPLICATES = {
-    "incidents": "SELECT count(*) - count(DISTINCT incident_key) FROM incidents",
+    "incidents": "SELECT count(*) - count(DISTINCT (incident_key, episode)) FROM incidents",
     "incident_evidence": "SELECT count(*) - count(DISTINCT (incident_id, sha256)) FROM incident_evidence",
     "incident_events": "SELECT count(*) - count(DISTINCT (incident_id, seq)) FROM incident_events",
     "incident_events ids": "SELECT count(*) - count(DISTINCT id) FROM incident_events",

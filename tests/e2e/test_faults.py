@@ -136,7 +136,10 @@ def test_fault_streams_hold_every_shape_updates_escalations_redeliveries_and_bad
     assert 2700 <= len(records) <= 3300
     assert sum(1 for n in values.values() if n > 1) > 300, "too few redeliveries"
     assert sum(1 for i in expected.incidents.values() if i.count > 1) > 200, "too few updates"
-    assert expected.ignored > 50 and len(expected.dead_letters) > 10
+    recovery_signals = sum(len(found) for found in expected.recoveries.values())
+    assert expected.ignored + recovery_signals > 50 and len(expected.dead_letters) > 10
+    resolved = [i for i in expected.incidents.values() if expected.status_of(i) == "RESOLVED"]
+    assert len(resolved) > 10, "too few incidents resolved by recovery signals"
     escalated = [
         i
         for i in expected.incidents.values()
@@ -158,8 +161,8 @@ def test_oracle_counts_what_was_lost_and_what_was_duplicated() -> None:
     key, incident = next(i for i in expected.incidents.items() if i[1].count == 1)
     once = Expected(incidents={key: incident})
     twice = {
-        "incident_key": key, "severity": incident.severity, "status": "OPEN",
-        "occurrence_count": 2, "last_seq": 2,
+        "incident_key": key, "episode": 1, "id": "i-1", "severity": incident.severity,
+        "status": "OPEN", "occurrence_count": 2, "last_seq": 2,
         "first_seen_at": incident.times[0], "last_seen_at": incident.times[0],
     }  # fmt: skip
     verdict = compare(once, Observed([twice], [], [], {}, [], [], [], []))
