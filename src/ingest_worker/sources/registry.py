@@ -10,6 +10,7 @@ from ingest_worker.sources import (
     datadog,
     deploy_status,
     ecs_stopped,
+    external,
     grafana,
     newrelic,
     opsgenie,
@@ -31,6 +32,7 @@ SOURCES: Final[tuple[Source, ...]] = (
     newrelic.SOURCE,
     opsgenie.SOURCE,
     cloudwatch.SOURCE,
+    external.SOURCE,
 )
 
 BY_NAME: Final[dict[str, Source]] = {source.name: source for source in SOURCES}
