@@ -46,9 +46,11 @@ bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Real tools against the real thing: promtool on the rules, a real Prometheus scraping
-# `ingest-worker dev` (installs Debian's prometheus package when missing; needs root for that).
+# `ingest-worker dev` (installs Debian's prometheus package when missing; needs root for that),
+# a real Alertmanager delivering to the gateway (installs prometheus-alertmanager likewise).
 interop: $(STAMP)
 	$(PY) interop/prometheus.py
+	$(PY) interop/alertmanager.py
 
 # Rewrite every tests/sources/<source>/<case>.expected.json from the mappers (review the diff).
 golden: $(STAMP)
