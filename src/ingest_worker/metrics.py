@@ -60,6 +60,12 @@ class Metrics:
             ["component", "kind"],
             registry=r,
         )
+        self.commands = Counter(
+            "ingest_commands_total",
+            "Lifecycle commands and source-reported transitions, by verb and outcome.",
+            ["type", "outcome"],
+            registry=r,
+        )
         self.ready = Gauge(
             "ingest_ready",
             "1 when PostgreSQL and the broker answer and partitions are assigned.",

@@ -28,6 +28,10 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     #: A new recovery signal (whether or not an incident of its scope was active).
     RECOVERED = "recovered"
+    #: Command and source-transition outcomes (SPEC §7.2).
+    APPLIED = "applied"
+    NOOP = "noop"
+    REJECTED = "rejected"
 
 
 class StoreIntegrityError(IngestError):

@@ -118,6 +118,33 @@ class RejectedPart:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A lifecycle command (SPEC §7.2), validated. `content_sha256` identifies its content:
+    the same `command_id` with other content is `idempotency_key_reused`."""
+
+    command_id: str
+    verb: str
+    incident_id: str | None
+    incident_key: str | None
+    actor_type: str
+    actor_id: str
+    roles: tuple[str, ...]
+    issued_at: datetime
+    content_sha256: str
+    rationale: str | None = None
+    note: str | None = None
+    severity: Severity | None = None
+    expected_seq: int | None = None
+
+    @property
+    def evidence(self) -> tuple[EvidenceInput, ...]:
+        return ()
+
+    def actor_json(self) -> dict[str, Any]:
+        return {"type": self.actor_type, "id": self.actor_id, "roles": list(self.roles)}
+
+
 #: What one decoded signal asks for: a trigger, a recovery, a source-reported transition, or
-#: (group records) the report of an invalid part.
-SignalEffect = IncidentInput | Recovery | SourceTransition | RejectedPart
+#: (group records) the report of an invalid part; on the commands topic, a command.
+SignalEffect = IncidentInput | Recovery | SourceTransition | RejectedPart | Command

@@ -24,11 +24,20 @@ from ingest_worker.core.errors import (
     ShutdownRequested,
     TransientError,
 )
-from ingest_worker.core.values import IncidentInput, Recovery, RejectedPart
+from ingest_worker.core.values import (
+    Command,
+    IncidentInput,
+    Recovery,
+    RejectedPart,
+    SourceTransition,
+)
 from ingest_worker.metrics import Metrics
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, rejected_parts_message
+from ingest_worker.store.commands import CommandOutcome
 from ingest_worker.store.incidents import BatchResult
+
+Effect = IncidentInput | Recovery | Command | SourceTransition
 
 log = structlog.get_logger("ingest_worker.pipeline")
 
@@ -82,7 +91,7 @@ class PreparedBatch:
     """A decoded batch: its incident inputs (with their record index), dead letters, ignored."""
 
     records: Sequence[SignalRecord]
-    inputs: list[tuple[int, IncidentInput | Recovery]]
+    inputs: list[tuple[int, Effect]]
     dead: list[DeadLetter]
     ignored: list[int]
 
@@ -90,7 +99,7 @@ class PreparedBatch:
 class IncidentStore(Protocol):
     """Applies a batch of incident inputs atomically (see `store.apply_batch`)."""
 
-    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult: ...
+    async def apply(self, inputs: Sequence[Effect]) -> BatchResult: ...
 
 
 class DeadLetterSink(Protocol):
@@ -174,14 +183,19 @@ class BatchProcessor:
         self._stopping = stopping
         self._on_fault = on_fault
 
+    def _count_commands(self, result: BatchResult) -> None:
+        for item in result.commands:
+            self._metrics.commands.labels(type=item.verb, outcome=item.outcome).inc()
+            _log_command(item)
+
     def _backoff(self) -> Backoff:
         return Backoff(*self._retry)
 
     def decode(
         self, records: Sequence[SignalRecord]
-    ) -> tuple[list[tuple[int, IncidentInput | Recovery]], list[DeadLetter], list[int]]:
+    ) -> tuple[list[tuple[int, Effect]], list[DeadLetter], list[int]]:
         """Decode every record on its own: (inputs with their record index, dead letters, ignored)."""
-        inputs: list[tuple[int, IncidentInput | Recovery]] = []
+        inputs: list[tuple[int, Effect]] = []
         dead: list[DeadLetter] = []
         ignored: list[int] = []
         for index, record in enumerate(records):
@@ -205,7 +219,7 @@ class BatchProcessor:
                         rejected_parts_message(mapped),
                     )
                 )
-            applied = [item for item in mapped if isinstance(item, IncidentInput | Recovery)]
+            applied = [item for item in mapped if not isinstance(item, RejectedPart)]
             if not applied:
                 ignored.append(index)
             inputs.extend((index, item) for item in applied)
@@ -268,8 +282,8 @@ class BatchProcessor:
         return report
 
     async def _apply(
-        self, records: Sequence[SignalRecord], inputs: list[tuple[int, IncidentInput | Recovery]]
-    ) -> tuple[list[tuple[tuple[int, IncidentInput | Recovery], str]], list[DeadLetter], int]:
+        self, records: Sequence[SignalRecord], inputs: list[tuple[int, Effect]]
+    ) -> tuple[list[tuple[tuple[int, Effect], str]], list[DeadLetter], int]:
         """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
         batch = [item for _, item in inputs]
         try:
@@ -281,6 +295,7 @@ class BatchProcessor:
                 metrics=self._metrics,
                 on_fault=self._on_fault,
             )
+            self._count_commands(result)
             return (
                 list(zip(inputs, [o.value for o in result.outcomes], strict=True)),
                 [],
@@ -290,10 +305,10 @@ class BatchProcessor:
             log.error("batch_rejected_by_store", error=str(exc), inputs=len(batch))
         # Poison input somewhere in the batch: apply records one by one so that a single bad
         # record is dead-lettered and the good ones still land. Slow, and only ever on a bug.
-        applied: list[tuple[tuple[int, IncidentInput | Recovery], str]] = []
+        applied: list[tuple[tuple[int, Effect], str]] = []
         dead: list[DeadLetter] = []
         events = 0
-        by_record: dict[int, list[tuple[int, IncidentInput | Recovery]]] = {}
+        by_record: dict[int, list[tuple[int, Effect]]] = {}
         for pair in inputs:
             by_record.setdefault(pair[0], []).append(pair)
         for index, pairs in by_record.items():
@@ -312,9 +327,22 @@ class BatchProcessor:
                     _dead_letter(records[index], RejectReason.UNPROCESSABLE.value, str(exc))
                 )
                 continue
+            self._count_commands(result)
             events += result.events_written
             applied.extend(zip(pairs, [o.value for o in result.outcomes], strict=True))
         return applied, dead, events
+
+
+def _log_command(item: CommandOutcome) -> None:
+    log.info(
+        "command_outcome",
+        command_id=item.command_id,
+        type=item.verb,
+        outcome=item.outcome,
+        reason=item.reason,
+        incident_id=item.incident_id,
+        republished=item.republished,
+    )
 
 
 def _dead_letter(record: SignalRecord, reason: str, message: str) -> DeadLetter:

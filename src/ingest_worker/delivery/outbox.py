@@ -44,7 +44,16 @@ ORDER BY o.incident_id, o.seq
 LIMIT $2
 """
 _DELETE = "DELETE FROM outbox WHERE event_id = ANY($1::uuid[])"
-_BACKLOG = "SELECT count(*) FROM outbox"
+_BACKLOG = "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM command_results_outbox)"
+_FETCH_RESULTS = """
+SELECT id, command_id, outcome, subject, payload::text AS payload_text,
+       occurred_at
+FROM command_results_outbox
+ORDER BY created_at, id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+_DELETE_RESULTS = "DELETE FROM command_results_outbox WHERE id = ANY($1::uuid[])"
 
 
 def cloudevent_headers(
@@ -80,6 +89,7 @@ class OutboxPublisher:
         producer: AIOKafkaProducer,
         topic: str,
         ce_source: str,
+        results_topic: str | None = None,
         metrics: Metrics,
         batch_size: int,
         poll_seconds: float,
@@ -89,6 +99,7 @@ class OutboxPublisher:
         self._pool = pool
         self._producer = producer
         self._topic = topic
+        self._results_topic = results_topic
         self._source = ce_source
         self._metrics = metrics
         self._batch_size = batch_size
@@ -97,6 +108,7 @@ class OutboxPublisher:
         self._wake = asyncio.Event()
         self._listener: PoolConnectionProxy | None = None
         self.published = 0
+        self.results_published = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,12 +117,13 @@ class OutboxPublisher:
         """Publish up to one batch of pending events; return how many were published."""
         try:
             async with self._pool.acquire(timeout=10) as conn, conn.transaction():
+                results = await self._publish_results(conn)
                 lanes = [r["lane"] for r in await conn.fetch(_LOCK_LANES)]
                 if not lanes:
-                    return 0
+                    return results
                 rows = await conn.fetch(_FETCH, lanes, self._batch_size)
                 if not rows:
-                    return 0
+                    return results
                 await self._send(rows)
                 await conn.execute(_DELETE, [r["id"] for r in rows])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -118,6 +131,39 @@ class OutboxPublisher:
         for row in rows:
             self._metrics.events_published.labels(type=row["type"]).inc()
         self.published += len(rows)
+        return len(rows)
+
+    async def _publish_results(self, conn: Any) -> int:
+        """Publish pending command outcomes (SPEC §7.2) to the results topic, at least once."""
+        if self._results_topic is None:
+            return 0
+        rows = await conn.fetch(_FETCH_RESULTS, self._batch_size)
+        if not rows:
+            return 0
+        try:
+            source = self._source.encode()
+            futures = [
+                await self._producer.send(
+                    self._results_topic,
+                    value=row["payload_text"].encode(),
+                    key=str(row["command_id"]).encode(),
+                    headers=[
+                        ("ce_specversion", b"1.0"),
+                        ("ce_id", str(row["id"]).encode()),
+                        ("ce_source", source),
+                        ("ce_type", f"incident.command.{row['outcome']}".encode()),
+                        ("ce_time", row["occurred_at"].isoformat().replace("+00:00", "Z").encode()),
+                        ("ce_subject", str(row["subject"]).encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                )
+                for row in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), BROKER_ACK_TIMEOUT)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise TransientError(f"command result publish failed: {exc!r}") from exc
+        await conn.execute(_DELETE_RESULTS, [r["id"] for r in rows])
+        self.results_published += len(rows)
         return len(rows)
 
     async def _send(self, rows: Sequence[asyncpg.Record]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest_worker.core.lifecycle import DEFAULT_POLICY, PolicyError, Verb, parse_policy
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.registry import SOURCES
 
@@ -49,6 +51,10 @@ class Settings(_SourceTopics):
     client_id: str = "ingest-worker"
 
     topic_dead_letter: str = "signals.dlq"
+    topic_commands: str = "incident.commands"
+    topic_command_results: str = "incident.command-results"
+    #: JSON file mapping command verbs to the roles allowed to use them (README, "Authority").
+    policy_file: str | None = None
     topic_incident_events: str = "incident.events"
 
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
@@ -103,6 +109,16 @@ class Settings(_SourceTopics):
                 )
             topics[topic] = source
         return topics
+
+    def policy(self) -> dict[Verb, frozenset[str]]:
+        """The role policy: SPEC §7.2's default, overridden verb by verb by `policy_file`."""
+        if self.policy_file is None:
+            return dict(DEFAULT_POLICY)
+        with open(self.policy_file, encoding="utf-8") as handle:
+            document = json.load(handle)
+        if not isinstance(document, dict):
+            raise PolicyError("the policy file must hold a JSON object")
+        return parse_policy(document)
 
     def masked(self) -> dict[str, Any]:
         """The settings as printable data, with secrets and URL passwords masked."""

@@ -56,6 +56,8 @@ async def ensure_topics(settings: Settings, *, partitions: int = 3) -> None:
             *settings.source_topics(),
             settings.topic_dead_letter,
             settings.topic_incident_events,
+            settings.topic_commands,
+            settings.topic_command_results,
         ]
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]

@@ -29,6 +29,8 @@ from ingest_worker.metrics import Metrics
 from ingest_worker.service.config import Settings
 from ingest_worker.service.http import HealthApp, HealthServer, HealthState
 from ingest_worker.service.kafka_clients import client_options, ensure_topics, make_producer
+from ingest_worker.sources.commands import COMMANDS
+from ingest_worker.sources.contract import Source
 from ingest_worker.store.migrations import migrate
 from ingest_worker.store.postgres import PostgresIncidentStore, create_pool, ping
 
@@ -125,11 +127,12 @@ class Worker:
         self.health.database_ok = self.health.broker_ok = True
 
         processor = BatchProcessor(
-            topic_sources=s.source_topics(),
+            topic_sources=self.consumed_topics(),
             store=PostgresIncidentStore(
                 self.pool,
                 outbox_lanes=s.outbox_lanes,
                 reopen_window_seconds=s.reopen_window_seconds,
+                policy=s.policy(),
             ),
             dead_letters=KafkaDeadLetterSink(producer, s.topic_dead_letter),
             metrics=self.metrics,
@@ -150,6 +153,7 @@ class Worker:
             pool=self.pool,
             producer=producer,
             topic=s.topic_incident_events,
+            results_topic=s.topic_command_results,
             ce_source=s.ce_source,
             metrics=self.metrics,
             batch_size=s.outbox_batch_size,
@@ -162,7 +166,7 @@ class Worker:
         http = HealthServer(HealthApp(self.health, self.metrics), s.http_host, s.http_port)
         await http.start()
         self.http = http
-        log.info("started", http_port=http.port, topics=list(s.source_topics()))
+        log.info("started", http_port=http.port, topics=list(self.consumed_topics()))
 
     def build_consumer(self, processor: BatchProcessor) -> BatchConsumer:
         s = self.settings
@@ -223,7 +227,11 @@ class Worker:
     def subscribe(self) -> None:
         """Subscribe every signal topic of the source registry (see `BatchConsumer.subscribe`)."""
         assert self.broker is not None and self.consumer is not None
-        self.consumer.subscribe(self.broker, list(self.settings.source_topics()))
+        self.consumer.subscribe(self.broker, list(self.consumed_topics()))
+
+    def consumed_topics(self) -> dict[str, Source]:
+        """Every signal topic of the registry, and the commands topic."""
+        return {**self.settings.source_topics(), self.settings.topic_commands: COMMANDS}
 
     def _consumers_alive(self) -> bool:
         if self.broker is None:

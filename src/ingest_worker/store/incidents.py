@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from ingest_worker.core.canonical import incident_id
+from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
 from ingest_worker.core.plan import (
     BatchPlan,
     ChunkWrite,
@@ -43,7 +44,8 @@ from ingest_worker.core.plan import (
     json_text,
     outbox_lane,
 )
-from ingest_worker.core.values import IncidentInput, Recovery
+from ingest_worker.core.values import Command, IncidentInput, Recovery, SourceTransition
+from ingest_worker.store.commands import CommandOutcome, apply_commands, target_keys
 from ingest_worker.store.queries import load_queries
 
 __all__ = [
@@ -75,6 +77,7 @@ CHUNK_SIGNALS = 128
 class BatchResult:
     outcomes: tuple[Outcome, ...]  # aligned with the inputs argument, one per input
     events_written: int
+    commands: tuple[CommandOutcome, ...] = ()
 
 
 def lock_key(incident: uuid.UUID) -> int:
@@ -110,15 +113,20 @@ def recovery_key(scope: str) -> str:
     return f"recovery:{scope}"
 
 
+Effect: TypeAlias = "IncidentInput | Recovery | Command | SourceTransition"
+
+
 async def apply_batch(
     conn: Connection,
-    inputs: Sequence[IncidentInput | Recovery],
+    inputs: Sequence[Effect],
     *,
     outbox_lanes: int = 64,
     reopen_window: timedelta = timedelta(seconds=300),
+    policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
 ) -> BatchResult:
-    """Apply `inputs` (triggers and recoveries) in one transaction; one outcome per input, in
-    input order."""
+    """Apply `inputs` (triggers, recoveries, commands, source transitions) in one transaction;
+    one outcome per input, in input order. Signals are folded first (set-based), then commands
+    and source transitions one by one, in batch order, on the state the signals left."""
     if outbox_lanes < 1:
         raise ValueError("outbox_lanes must be >= 1")
     outcomes = [Outcome.DUPLICATE] * len(inputs)
@@ -126,68 +134,109 @@ async def apply_batch(
         return BatchResult((), 0)
     locks: set[int] = set()
     first_of: dict[tuple[str, str], int] = {}
+    signal_inputs: list[IncidentInput | Recovery | None] = []
+    lifecycle: list[tuple[int, Command | SourceTransition]] = []
+    transitions: dict[tuple[str, str], int] = {}
     for index, item in enumerate(inputs):
         if isinstance(item, IncidentInput):
             first_of.setdefault((item.incident_key, item.signal_sha256), index)
             locks.add(lock_key(incident_id(item.incident_key)))
             locks.add(scope_lock_key(item.recovery_scope))
-        else:
+            signal_inputs.append(item)
+        elif isinstance(item, Recovery):
             first_of.setdefault((recovery_key(item.scope), item.signal_sha256), index)
             locks.add(scope_lock_key(item.scope))
+            signal_inputs.append(item)
+        else:
+            signal_inputs.append(None)
+            lifecycle.append((index, item))
+            if isinstance(item, SourceTransition):
+                transitions.setdefault((item.incident_key, item.signal_sha256), index)
+            if item.incident_key is not None:
+                locks.add(lock_key(incident_id(item.incident_key)))
     queries = load_queries("store.sql")
     signals = sorted(first_of)
+    marks = sorted(first_of.keys() | transitions.keys())
     # Every lane: new episodes and incidents resolved by scope are only known inside.
     lanes = list(range(outbox_lanes))
     turn = LOCK_TURN.get()
     if turn is not None and turn.after is not None:
         await turn.after.wait()
+    events = 0
+    command_report: list[CommandOutcome] = []
     async with conn.transaction(isolation="read_committed"):
+        if lifecycle:
+            for key, scope in await target_keys(conn, [item for _, item in lifecycle]):
+                locks.add(lock_key(incident_id(key)))
+                locks.add(scope_lock_key(scope))
         await conn.execute(queries["lock_incidents"], LOCK_CLASS, sorted(locks))
         if turn is not None:
             turn.locked.set()
         rows = await conn.fetch(
             queries["insert_processed_signals"],
-            [k for k, _ in signals],
-            [s for _, s in signals],
+            [k for k, _ in marks],
+            [s for _, s in marks],
             lanes,
         )
-        if not rows:
-            return BatchResult(tuple(outcomes), 0)
-        fresh = [first_of[(r[0], r[1])] for r in rows]
-        plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)
-        scopes = sorted(
-            {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
-            | set(plan.recovery_scopes)
+        new = {(r[0], r[1]) for r in rows}
+        fresh = [first_of[m] for m in signals if m in new]
+        fresh_transitions = {transitions[m] for m in transitions if m in new}
+        if fresh:
+            events += await _apply_signals(
+                conn, queries, signal_inputs, fresh, outcomes, outbox_lanes, reopen_window
+            )
+        if lifecycle:
+            written, command_report = await apply_commands(
+                conn, lifecycle, outcomes, policy=policy, lanes=outbox_lanes,
+                fresh_transitions=fresh_transitions,
+            )  # fmt: skip
+            events += written
+    return BatchResult(tuple(outcomes), events, tuple(command_report))
+
+
+async def _apply_signals(
+    conn: Connection,
+    queries: Mapping[str, str],
+    inputs: Sequence[IncidentInput | Recovery | None],
+    fresh: list[int],
+    outcomes: list[Outcome],
+    outbox_lanes: int,
+    reopen_window: timedelta,
+) -> int:
+    plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)  # type: ignore[arg-type]
+    scopes = sorted(
+        {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
+        | set(plan.recovery_scopes)
+    )
+    for row in await conn.fetch(queries["select_recoveries"], scopes):
+        plan.add_stored_recovery(
+            row["scope"], StoredRecovery(row["signal_time"], row["signal_sha256"])
         )
-        for row in await conn.fetch(queries["select_recoveries"], scopes):
-            plan.add_stored_recovery(
-                row["scope"], StoredRecovery(row["signal_time"], row["signal_sha256"])
-            )
-        if plan.recovery_scopes:
-            recoveries = [inputs[i] for i in fresh if isinstance(inputs[i], Recovery)]
-            await conn.execute(
-                queries["insert_recoveries"],
-                [r.scope for r in recoveries],
-                [r.signal_sha256 for r in recoveries],
-                [r.source_kind for r in recoveries],
-                [r.signal_time for r in recoveries],
-            )
-        for row in await conn.fetch(
-            queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes
-        ):
-            plan.add_stored(row)
-        if probe := plan.evidence_probe():
-            found = await conn.fetch(
-                queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe]
-            )
-            plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
-        events = 0
-        async with _Pipeline(conn, queries["write_chunk"]) as pipeline:
-            for chunk in plan.chunks(CHUNK_SIGNALS):
-                write = plan.compute(chunk, outcomes)
-                events += len(write.events)
-                await pipeline.send(write)
-    return BatchResult(tuple(outcomes), events)
+    if plan.recovery_scopes:
+        recoveries = [r for r in (inputs[i] for i in fresh) if isinstance(r, Recovery)]
+        await conn.execute(
+            queries["insert_recoveries"],
+            [r.scope for r in recoveries],
+            [r.signal_sha256 for r in recoveries],
+            [r.source_kind for r in recoveries],
+            [r.signal_time for r in recoveries],
+        )
+    for row in await conn.fetch(
+        queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes
+    ):
+        plan.add_stored(row)
+    if probe := plan.evidence_probe():
+        found = await conn.fetch(
+            queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe]
+        )
+        plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
+    events = 0
+    async with _Pipeline(conn, queries["write_chunk"]) as pipeline:
+        for chunk in plan.chunks(CHUNK_SIGNALS):
+            write = plan.compute(chunk, outcomes)
+            events += len(write.events)
+            await pipeline.send(write)
+    return events
 
 
 class _Pipeline:

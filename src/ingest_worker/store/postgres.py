@@ -7,15 +7,15 @@ Driver errors are classified here: connection, availability and concurrency faul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol
 
 import asyncpg
 
 from ingest_worker.core.errors import PermanentStoreError, TransientError
-from ingest_worker.core.values import IncidentInput, Recovery
-from ingest_worker.store.incidents import BatchResult, apply_batch, init_connection
+from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
+from ingest_worker.store.incidents import BatchResult, Effect, apply_batch, init_connection
 
 #: SQLSTATE classes that mean "try again later": connection (08), transaction rollback (40),
 #: insufficient resources (53), operator intervention / shutdown (57), system error (58).
@@ -66,17 +66,27 @@ class PostgresIncidentStore:
     """`IncidentStore` on an asyncpg pool: one transaction per batch."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, outbox_lanes: int, reopen_window_seconds: float = 300.0
+        self,
+        pool: asyncpg.Pool,
+        *,
+        outbox_lanes: int,
+        reopen_window_seconds: float = 300.0,
+        policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
     ) -> None:
         self._pool = pool
         self._lanes = outbox_lanes
         self._reopen_window = timedelta(seconds=reopen_window_seconds)
+        self._policy = policy
 
-    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult:
+    async def apply(self, inputs: Sequence[Effect]) -> BatchResult:
         try:
             async with self._pool.acquire(timeout=10) as conn:
                 return await apply_batch(
-                    conn, inputs, outbox_lanes=self._lanes, reopen_window=self._reopen_window
+                    conn,
+                    inputs,
+                    outbox_lanes=self._lanes,
+                    reopen_window=self._reopen_window,
+                    policy=self._policy,
                 )
         except asyncio.CancelledError:
             raise

@@ -146,3 +146,39 @@ SELECT pg_notify('ingest_outbox', '') AS notified,
        (SELECT count(*) FROM new_evidence) AS evidence,
        (SELECT count(*) FROM new_events) AS events,
        (SELECT count(*) FROM new_outbox) AS outbox;
+
+-- name: select_command_scopes
+-- Key and recovery scope of command targets (immutable: read before taking the locks).
+SELECT DISTINCT i.incident_key, i.recovery_scope
+FROM incidents AS i
+WHERE i.incident_key = ANY($1::text[]) OR i.id = ANY($2::uuid[]);
+
+-- name: select_command_target
+-- A command's target: the newest episode of a key ($1), or the incident with an id ($2).
+SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
+       i.classification::text AS classification, i.source_primary::text AS source_primary,
+       i.correlation_keys, i.first_seen_at, i.last_seen_at, i.occurrence_count, i.last_seq,
+       i.lead_signal_at, i.lead_signal_sha256, i.episode, i.previous_incident_id,
+       i.recovery_scope, i.acknowledged_at, i.mitigated_at, i.resolved_at, i.closed_at,
+       i.resolved_by, i.reopen_count, e.hash AS head_hash
+FROM incidents AS i
+LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq
+WHERE i.incident_key = $1::text OR i.id = $2::uuid
+ORDER BY i.episode DESC
+LIMIT 1;
+
+-- name: select_receipts
+SELECT command_id, content_sha256, outcome, reason, result::text AS result
+FROM command_receipts
+WHERE command_id = ANY($1::text[]);
+
+-- name: insert_receipt
+INSERT INTO command_receipts (
+    command_id, content_sha256, type, incident_id, outcome, reason, event_id, issued_at, result)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb);
+
+-- name: insert_command_result
+-- The outcome to publish; the same command again queues the same id (at least once, same ce_id).
+INSERT INTO command_results_outbox (id, command_id, outcome, subject, payload, occurred_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+ON CONFLICT ON CONSTRAINT command_results_outbox_pkey DO NOTHING;
