@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.service.config import Settings
+from ingest_worker.service.config import Settings, topic_field
 from ingest_worker.service.embedded import EmbeddedKafka, EmbeddedPostgres
+from ingest_worker.sources.registry import SOURCES
 from ingest_worker.store.migrations import migrate
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
@@ -119,6 +120,9 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+DEFAULT_TEST_TOPICS = ("topic_deploy_status", "topic_verification", "topic_ecs", "topic_runner")
+
+
 @pytest.fixture
 def make_settings(services: ServiceEndpoints, database_url: str) -> Callable[..., Settings]:
     """Settings pointing at this test's database, with topic names and a group unique to the test."""
@@ -135,6 +139,14 @@ def make_settings(services: ServiceEndpoints, database_url: str) -> Callable[...
             "topic_runner": f"signals.runner.{suffix}",
             "topic_dead_letter": f"signals.dlq.{suffix}",
             "topic_incident_events": f"incident.events.{suffix}",
+            "topic_commands": f"incident.commands.{suffix}",
+            "topic_command_results": f"incident.command-results.{suffix}",
+            # every other registered source on a topic of this test's own
+            **{
+                topic_field(source): f"{source.topic}.{suffix}"
+                for source in SOURCES
+                if topic_field(source) not in DEFAULT_TEST_TOPICS
+            },
             "http_port": 0,
             "outbox_poll_seconds": 0.2,
             "retry_initial_seconds": 0.05,

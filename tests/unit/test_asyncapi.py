@@ -9,6 +9,7 @@ import pytest
 
 from ingest_worker.service.asyncapi import asyncapi_document
 from ingest_worker.service.config import Settings
+from ingest_worker.sources.registry import SOURCES
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 
@@ -36,9 +37,10 @@ def test_every_consumed_and_produced_topic_has_a_channel_with_a_payload(
     document = asyncapi_document(default_settings)
     addresses = {c["address"] for c in document["channels"].values()}
     assert addresses == {
-        "signals.deploy-status", "signals.verification", "signals.ecs", "signals.runner",
-        "signals.dlq", "incident.events",
+        *(source.topic for source in SOURCES),
+        "signals.dlq", "incident.events", "incident.commands", "incident.command-results",
     }  # fmt: skip
+    assert {"signals.deploy-status", "signals.alertmanager", "signals.pagerduty"} <= addresses
     messages = document["components"]["messages"]
     for message in messages.values():
         assert message["payload"], message

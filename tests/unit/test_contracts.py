@@ -8,20 +8,26 @@ from pathlib import Path
 import pytest
 
 from ingest_worker.service.contracts import json_schemas, schema_text, write_json_schemas
+from ingest_worker.sources.commands import COMMANDS
+from ingest_worker.sources.registry import SOURCES
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 REGENERATE = "regenerate with `make asyncapi` (ingest-worker schemas --output-dir docs/schemas)"
 
 
 def test_every_accepted_payload_has_a_schema() -> None:
-    assert sorted(json_schemas()) == [
+    shapes = [shape for source in (*SOURCES, COMMANDS) for shape in source.shapes]
+    assert sorted(json_schemas()) == sorted(shape.schema_file for shape in shapes)
+    # the seed contracts keep their published file names
+    assert {
         "deploy-status-signal.schema.json",
         "ecs-stopped-task-signal.schema.json",
         "ecs-task-state-change.schema.json",
         "github-workflow-job.schema.json",
         "runner-step-failure-signal.schema.json",
         "verification-signal.schema.json",
-    ]
+        "command.schema.json",
+    } <= set(json_schemas())
 
 
 def test_committed_schema_files_are_exactly_the_generated_ones() -> None:

@@ -249,3 +249,11 @@ def test_redact_text_never_raises_and_keeps_clean_text(text: str) -> None:
     result = redact_text(text)
     if not may_contain_secrets(text):
         assert result == text
+
+
+def test_alerting_tool_integration_keys_are_secret_keys() -> None:
+    from ingest_worker.core.redaction import may_contain_secrets, redact
+
+    value = {"routing_key": "R0ABCDEF0123456789ABCDEF01234567", "integration-key": "abc", "x": 1}
+    assert redact(value) == {"routing_key": "[REDACTED]", "integration-key": "[REDACTED]", "x": 1}
+    assert may_contain_secrets('{"routing_key": "R0ABCDEF"}')

@@ -29,6 +29,9 @@ SECRET_KEY_FRAGMENTS: Final = (
     "credential",
     "cookie",
     "session",
+    # integration keys of alerting tools (PagerDuty routing_key / integration_key)
+    "routingkey",
+    "integrationkey",
 )
 #: Keys that are secrets only when they are exactly this, once normalized (as substrings they are
 #: too common: `author`, `cwd`, `passenger`).
@@ -104,6 +107,8 @@ _FOLDED_HINTS: Final = (
     "jwt",
     "bearer",
     "basic",
+    "routingkey",
+    "integrationkey",
 )
 
 

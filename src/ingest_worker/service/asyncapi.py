@@ -14,8 +14,10 @@ from faststream import FastStream
 from faststream.specification import AsyncAPI
 
 from ingest_worker import __version__
+from ingest_worker.core.events import EVENT_TYPES
 from ingest_worker.service.config import Settings
 from ingest_worker.service.contracts import json_schemas
+from ingest_worker.sources.commands import COMMANDS
 
 _TEXT = {"type": "string"}
 
@@ -39,7 +41,7 @@ CLOUDEVENT_HEADERS: dict[str, Any] = {
             "description": "= event id; duplicates keep it",
         },
         "ce_source": {**_TEXT, "description": "INGEST_CE_SOURCE (default ingest-worker)"},
-        "ce_type": {"enum": ["incident.created", "incident.updated"]},
+        "ce_type": {"enum": list(EVENT_TYPES)},
         "ce_time": {"type": "string", "format": "date-time", "description": "= occurred_at"},
         "ce_subject": {**_TEXT, "description": "= incident_key"},
         "content-type": {"const": "application/json"},
@@ -98,7 +100,7 @@ EVENT_BODY: dict[str, Any] = {
     ],
     "properties": {
         "id": {"type": "string", "format": "uuid"},
-        "type": {"enum": ["incident.created", "incident.updated"]},
+        "type": {"enum": list(EVENT_TYPES)},
         "incident_id": {"type": "string", "format": "uuid"},
         "incident_key": _TEXT,
         "seq": {"type": "integer", "minimum": 1},
@@ -116,6 +118,29 @@ EVENT_BODY: dict[str, Any] = {
 }
 
 
+COMMAND_RESULT: dict[str, Any] = {
+    "type": "object",
+    "title": "CommandResult",
+    "required": ["commandId", "type", "outcome", "reason", "issuedAt", "actor"],
+    "properties": {
+        "commandId": _TEXT,
+        "type": _TEXT,
+        "outcome": {"enum": ["applied", "noop", "rejected"]},
+        "reason": {
+            "enum": [None, "unknown_incident", "transition_not_allowed", "rationale_required",
+                     "not_authorized", "stale", "idempotency_key_reused"],
+        },
+        "incidentId": {"type": ["string", "null"], "format": "uuid"},
+        "incidentKey": {"type": ["string", "null"]},
+        "status": {"type": ["string", "null"], "description": "the incident's status after"},
+        "seq": {"type": ["integer", "null"]},
+        "eventId": {"type": ["string", "null"], "description": "the event an applied command wrote"},
+        "issuedAt": {"type": "string", "format": "date-time"},
+        "actor": {"type": "object"},
+    },
+}  # fmt: skip
+
+
 def build_application(settings: Settings) -> FastStream:
     """The worker's broker with its real subscribers and the two publishers, not started."""
     from ingest_worker.delivery.consumer import BatchConsumer
@@ -129,6 +154,12 @@ def build_application(settings: Settings) -> FastStream:
         settings.topic_incident_events,
         title=f"{settings.topic_incident_events}:publish",
         description="incident.* domain events, keyed by incident id, in seq order per incident.",
+    )
+    worker.broker.publisher(
+        settings.topic_command_results,
+        title=f"{settings.topic_command_results}:publish",
+        description="The outcome of every command (applied, noop, rejected with a reason), "
+        "keyed by commandId, published through the outbox in the transaction of its effect.",
     )
     worker.broker.publisher(
         settings.topic_dead_letter,
@@ -157,7 +188,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         main, definitions = _relocate_defs(copy.deepcopy(schema), name)
         component_schemas[_schema_name(name)] = main
         component_schemas.update(definitions)
-    sources = settings.source_topics()
+    sources = {**settings.source_topics(), settings.topic_commands: COMMANDS}
     for channel in document.get("channels", {}).values():
         topic = channel.get("address")
         for ref in channel.get("messages", {}).values():
@@ -173,6 +204,14 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             elif topic == settings.topic_incident_events:
                 message["payload"] = {"$ref": "#/components/schemas/IncidentEvent"}
                 message["headers"] = CLOUDEVENT_HEADERS
+                message["contentType"] = "application/json"
+            elif topic == settings.topic_command_results:
+                message["payload"] = COMMAND_RESULT
+                message["headers"] = {**CLOUDEVENT_HEADERS, "properties": {
+                    **CLOUDEVENT_HEADERS["properties"],
+                    "ce_type": {"enum": [f"incident.command.{o}" for o in ("applied", "noop", "rejected")]},
+                    "ce_subject": {**_TEXT, "description": "= incident key (or the commandId)"},
+                }}  # fmt: skip
                 message["contentType"] = "application/json"
             elif topic == settings.topic_dead_letter:
                 message["payload"] = {"description": "the original record value, byte for byte"}

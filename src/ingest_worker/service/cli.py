@@ -20,6 +20,9 @@ from ingest_worker.service.logs import configure_logging
 
 _DEV = False
 
+#: The incident of examples/deploy-status-red.jsonl.
+SAMPLE_KEY = "deploy_status:prod:deploy-123:2024-01-01T00:00:00Z"
+
 
 def _settings(**overrides: Any) -> Settings:
     """Settings from the environment; with `--dev`, the `ingest-worker dev` endpoints are the defaults."""
@@ -162,6 +165,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     from ingest_worker.service.kafka_clients import make_producer
 
     settings = _settings()
+    if args.source is not None:
+        if args.file is not None:
+            raise SystemExit("with --source, give only the file")
+        args.file, args.topic = args.topic, settings.topic_of(args.source)
+    elif args.file is None:
+        raise SystemExit("send needs a topic and a file, or --source NAME and a file")
     values = list(_lines(args.file))
 
     async def main() -> int:
@@ -234,6 +243,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"    {exe} send --dev {settings.topic_of('deploy_status')} examples/deploy-status-red.jsonl\n"
             f"  show the incidents:\n"
             f"    {exe} incidents --dev\n"
+            f"  acknowledge, then resolve the sample incident, and show its timeline:\n"
+            f"    {exe} acknowledge --dev {SAMPLE_KEY} --actor alice --role ONCALL_ENGINEER\n"
+            f"    {exe} resolve --dev {SAMPLE_KEY} --actor alice --role ONCALL_ENGINEER "
+            f"--rationale 'rolled back'\n"
+            f"    {exe} timeline --dev {SAMPLE_KEY}\n"
             f"  health and metrics: curl localhost:{settings.http_port}/readyz  ·  /metrics\n"
             f"{curl_example(gateway.port)}"
             f"  webhook gateway on :{gateway.port}, UNAUTHENTICATED (dev only): /docs, /readyz\n"
@@ -277,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser(
         "send", help="publish each line of a JSONL file (or - for stdin) to a topic"
     )
-    send.add_argument("topic")
-    send.add_argument("file")
+    send.add_argument("topic", help="the topic (or, with --source, the file)")
+    send.add_argument("file", nargs="?")
+    send.add_argument("--source", help="a registered source name: its configured topic")
     send.add_argument("--quiet", action="store_true")
     send.add_argument("--dev", action="store_true", help=dev_help)
     send.set_defaults(func=cmd_send)
@@ -300,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every accepted payload")
     schemas.add_argument("--output-dir", default="docs/schemas")
     schemas.set_defaults(func=cmd_schemas)
+    from ingest_worker.service.cli_lifecycle import add_lifecycle_commands
+
+    add_lifecycle_commands(sub, _settings, dev_help)
     return parser
 
 

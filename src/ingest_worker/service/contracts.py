@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
+from ingest_worker.sources.commands import COMMANDS
 from ingest_worker.sources.registry import SOURCES
 from ingest_worker.sources.wire import Signal
 
@@ -14,7 +15,7 @@ JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: File name → wire model, from the source registry. The names are a contract: the AsyncAPI
 #: document refers to them.
 SCHEMA_FILES: Final[dict[str, type[Signal]]] = {
-    shape.schema_file: shape.wire for source in SOURCES for shape in source.shapes
+    shape.schema_file: shape.wire for source in (*SOURCES, COMMANDS) for shape in source.shapes
 }
 
 

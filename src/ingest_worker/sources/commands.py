@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from ingest_worker.core.canonical import canonical_sha256
 from ingest_worker.core.lifecycle import COMMAND_VERBS
+from ingest_worker.core.redaction import redact_text
 from ingest_worker.core.values import Command, Severity
 from ingest_worker.sources.contract import Shape, Source
 from ingest_worker.sources.wire import MAX_TEXT, RequiredRef, Signal, Text, Timestamp, WireModel
@@ -80,8 +81,9 @@ def to_command(message: CommandMessage) -> tuple[Command, ...]:
             roles=tuple(message.actor.roles),
             issued_at=message.issuedAt,
             content_sha256=canonical_sha256(data),
-            rationale=message.rationale,
-            note=message.note,
+            # Stored and published with the event: redacted like every free text (SPEC §5).
+            rationale=redact_text(message.rationale) if message.rationale else None,
+            note=redact_text(message.note) if message.note else None,
             severity=Severity(message.severity) if message.severity else None,
             expected_seq=message.expectedSeq,
         ),

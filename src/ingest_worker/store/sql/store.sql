@@ -175,10 +175,10 @@ WHERE command_id = ANY($1::text[]);
 -- name: insert_receipt
 INSERT INTO command_receipts (
     command_id, content_sha256, type, incident_id, outcome, reason, event_id, issued_at, result)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb);
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb);
 
 -- name: insert_command_result
 -- The outcome to publish; the same command again queues the same id (at least once, same ce_id).
 INSERT INTO command_results_outbox (id, command_id, outcome, subject, payload, occurred_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
 ON CONFLICT ON CONSTRAINT command_results_outbox_pkey DO NOTHING;
