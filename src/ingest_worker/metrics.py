@@ -66,6 +66,31 @@ class Metrics:
             ["type", "outcome"],
             registry=r,
         )
+        self.incidents = Gauge(
+            "ingest_incidents",
+            "Incidents by status and severity (every episode), refreshed every few seconds.",
+            ["status", "severity"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "ingest_transitions_total",
+            "Incident status transitions, by from, to and cause (signal, command or source).",
+            ["from_status", "to_status", "cause"],
+            registry=r,
+        )
+        durations = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
+        self.time_to_acknowledge = Histogram(
+            "ingest_time_to_acknowledge_seconds",
+            "From an incident's first signal to its acknowledgement (signal and command times).",
+            buckets=durations,
+            registry=r,
+        )
+        self.time_to_resolve = Histogram(
+            "ingest_time_to_resolve_seconds",
+            "From an incident's first signal to its resolution (cancelled incidents excluded).",
+            buckets=durations,
+            registry=r,
+        )
         self.ready = Gauge(
             "ingest_ready",
             "1 when PostgreSQL and the broker answer and partitions are assigned.",

@@ -8,11 +8,7 @@ remove it from here when its work lands.
 from __future__ import annotations
 
 #: metric family → (type, the work that brings it)
-PLANNED_METRICS: dict[str, tuple[str, str]] = {
-    "ingest_incidents": ("gauge", "incident lifecycle (issue 11): incidents by status, severity"),
-    "ingest_time_to_acknowledge_seconds": ("histogram", "incident lifecycle (issue 11)"),
-    "ingest_time_to_resolve_seconds": ("histogram", "incident lifecycle (issue 11)"),
-}
+PLANNED_METRICS: dict[str, tuple[str, str]] = {}
 
 #: INGEST_* variable → the work that brings it (the ConfigMap and compose set it already)
 PLANNED_SETTINGS: dict[str, str] = {

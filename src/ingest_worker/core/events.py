@@ -223,3 +223,43 @@ def stored_payload(row: Any) -> dict[str, Any]:
 def event_body_for_publish(row: Any) -> dict[str, Any]:
     """The Kafka value of an `incident_events` row (Record or mapping): its payload plus `hash`."""
     return {**stored_payload(row), "hash": row["hash"]}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status transition an event records, for the lifecycle metrics (SPEC §7.6)."""
+
+    from_status: str | None
+    to_status: str
+    cause: str
+    #: seconds from first seen to acknowledged / resolved, when this event set them
+    to_acknowledge: float | None
+    to_resolve: float | None
+
+
+def status_change(payload: Mapping[str, Any]) -> StatusChange | None:
+    """The status change of an event body, if it made one (a created event counts: – → OPEN)."""
+    changes = payload["changes"]
+    snapshot = payload["snapshot"]
+    if payload["type"] == EVENT_CREATED:
+        before, after = None, snapshot["status"]
+    elif "status" in changes:
+        before, after = changes["status"]["from"], changes["status"]["to"]
+    else:
+        return None
+    cause = str(payload.get("cause", {}).get("kind", "signal"))
+    first = datetime.fromisoformat(snapshot["first_seen_at"])
+
+    def since_first(field: str) -> float | None:
+        change = changes.get(field)
+        if not change or change.get("to") is None:
+            return None
+        return max(0.0, (datetime.fromisoformat(change["to"]) - first).total_seconds())
+
+    return StatusChange(
+        before,
+        after,
+        cause,
+        since_first("acknowledged_at"),
+        since_first("resolved_at") if after == "RESOLVED" else None,
+    )

@@ -184,6 +184,14 @@ class BatchProcessor:
         self._on_fault = on_fault
 
     def _count_commands(self, result: BatchResult) -> None:
+        for change in result.transitions:
+            self._metrics.transitions.labels(
+                from_status=change.from_status or "", to_status=change.to_status, cause=change.cause
+            ).inc()
+            if change.to_acknowledge is not None:
+                self._metrics.time_to_acknowledge.observe(change.to_acknowledge)
+            if change.to_resolve is not None:
+                self._metrics.time_to_resolve.observe(change.to_resolve)
         for item in result.commands:
             self._metrics.commands.labels(type=item.verb, outcome=item.outcome).inc()
             _log_command(item)

@@ -37,6 +37,7 @@ from ingest_worker.store.postgres import PostgresIncidentStore, create_pool, pin
 log = structlog.get_logger("ingest_worker.worker")
 
 PROBE_INTERVAL_SECONDS = 2.0
+INCIDENT_COUNTS = "SELECT status, severity, count(*) FROM incidents GROUP BY status, severity"
 
 
 def _security(settings: Settings) -> dict[str, Any]:
@@ -246,10 +247,21 @@ class Worker:
         if self.consumer is not None:
             await self.consumer.chain.wait(timeout)
 
+    async def _refresh_incident_gauge(self) -> None:
+        """`ingest_incidents{status,severity}`: one GROUP BY every probe interval."""
+        assert self.pool is not None
+        with contextlib.suppress(Exception):
+            async with self.pool.acquire(timeout=1) as conn:
+                rows = await conn.fetch(INCIDENT_COUNTS, timeout=2)
+            self.metrics.incidents.clear()
+            for row in rows:
+                self.metrics.incidents.labels(status=row[0], severity=row[1]).set(row[2])
+
     async def _probe_loop(self) -> None:
         assert self.pool is not None
         while not self.stopping.is_set():
             self.health.database_ok = await ping(self.pool)
+            await self._refresh_incident_gauge()
             try:
                 assert self._producer is not None
                 await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2)

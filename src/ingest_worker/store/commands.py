@@ -19,7 +19,7 @@ from typing import Any
 from ingest_worker.core.canonical import event_id as make_event_id
 from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.commands import evaluate
-from ingest_worker.core.events import build_event
+from ingest_worker.core.events import StatusChange, build_event, status_change
 from ingest_worker.core.lifecycle import Verb
 from ingest_worker.core.plan import ChunkWrite, Outcome, outbox_lane
 from ingest_worker.core.projection import IncidentState, timestamp_text
@@ -76,6 +76,7 @@ async def apply_commands(
     policy: Mapping[Verb, frozenset[str]],
     lanes: int,
     fresh_transitions: set[int],
+    changes: list[StatusChange] | None = None,
 ) -> tuple[int, list[CommandOutcome]]:
     """Apply commands and source transitions in order; returns (events written, outcomes)."""
     queries = load_queries("store.sql")
@@ -95,7 +96,7 @@ async def apply_commands(
                 events += await _write_event(
                     conn, queries, state, decision.after, head, decision.event_type,
                     at=item.signal_time, sha=item.signal_sha256, cause=cause, rationale=None,
-                    note=item.note, lanes=lanes,
+                    note=item.note, lanes=lanes, changes=changes,
                 )  # fmt: skip
             outcomes[index] = Outcome(decision.outcome)
             report.append(CommandOutcome(item.signal_sha256, item.verb, decision.outcome,
@@ -130,7 +131,7 @@ async def apply_commands(
             events += await _write_event(
                 conn, queries, state, after, head, decision.event_type, at=item.issued_at,
                 sha=item.content_sha256, cause=cause, rationale=item.rationale,
-                note=item.note, lanes=lanes,
+                note=item.note, lanes=lanes, changes=changes,
             )  # fmt: skip
             event_id = str(make_event_id(after.id, after.last_seq))
         reason = decision.reason.value if decision.reason else None
@@ -183,6 +184,7 @@ async def _write_event(
     conn: Any, queries: Mapping[str, str], state: IncidentState, after: IncidentState,
     head: str, kind: str | None, *, at: Any, sha: str, cause: dict[str, Any],
     rationale: str | None, note: str | None, lanes: int,
+    changes: list[StatusChange] | None = None,
 ) -> int:  # fmt: skip
     event = build_event(
         state.snapshot(), after.snapshot(), occurred_at=at, signal_sha256=sha, prev_hash=head,
@@ -192,6 +194,8 @@ async def _write_event(
     write.add_event(event, outbox_lane(after.id, lanes))
     write.incidents = 1
     write.check(await conn.fetchrow(queries["write_chunk"], *write.arguments))
+    if changes is not None and (change := status_change(event.payload)) is not None:
+        changes.append(change)
     return 1
 
 

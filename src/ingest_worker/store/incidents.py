@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from ingest_worker.core.canonical import incident_id
+from ingest_worker.core.events import StatusChange, status_change
 from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
 from ingest_worker.core.plan import (
     BatchPlan,
@@ -78,6 +79,7 @@ class BatchResult:
     outcomes: tuple[Outcome, ...]  # aligned with the inputs argument, one per input
     events_written: int
     commands: tuple[CommandOutcome, ...] = ()
+    transitions: tuple[StatusChange, ...] = ()
 
 
 def lock_key(incident: uuid.UUID) -> int:
@@ -164,6 +166,7 @@ async def apply_batch(
         await turn.after.wait()
     events = 0
     command_report: list[CommandOutcome] = []
+    changes: list[StatusChange] = []
     async with conn.transaction(isolation="read_committed"):
         if lifecycle:
             for key, scope in await target_keys(conn, [item for _, item in lifecycle]):
@@ -183,15 +186,15 @@ async def apply_batch(
         fresh_transitions = {transitions[m] for m in transitions if m in new}
         if fresh:
             events += await _apply_signals(
-                conn, queries, signal_inputs, fresh, outcomes, outbox_lanes, reopen_window
+                conn, queries, signal_inputs, fresh, outcomes, outbox_lanes, reopen_window, changes
             )
         if lifecycle:
             written, command_report = await apply_commands(
                 conn, lifecycle, outcomes, policy=policy, lanes=outbox_lanes,
-                fresh_transitions=fresh_transitions,
+                fresh_transitions=fresh_transitions, changes=changes,
             )  # fmt: skip
             events += written
-    return BatchResult(tuple(outcomes), events, tuple(command_report))
+    return BatchResult(tuple(outcomes), events, tuple(command_report), tuple(changes))
 
 
 async def _apply_signals(
@@ -202,6 +205,7 @@ async def _apply_signals(
     outcomes: list[Outcome],
     outbox_lanes: int,
     reopen_window: timedelta,
+    changes: list[StatusChange],
 ) -> int:
     plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)  # type: ignore[arg-type]
     scopes = sorted(
@@ -235,6 +239,7 @@ async def _apply_signals(
         for chunk in plan.chunks(CHUNK_SIGNALS):
             write = plan.compute(chunk, outcomes)
             events += len(write.events)
+            changes.extend(c for e in write.events if (c := status_change(e.payload)) is not None)
             await pipeline.send(write)
     return events
 
