@@ -21,7 +21,7 @@ from ingest_worker.service.logs import configure_logging
 _DEV = False
 
 #: The incident of examples/deploy-status-red.jsonl.
-SAMPLE_KEY = "deploy_status:prod:deploy-123:2024-01-01T00:00:00Z"
+SAMPLE_KEY = "deploy_status:prod:deploy-2026-11-23-001:2026-11-23T09:00:00Z"
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -138,11 +138,11 @@ def cmd_incidents(args: argparse.Namespace) -> int:
             for row in rows:
                 print(json.dumps({k: str(v) if k == "last_seen_at" else v for k, v in row.items()}))
             return 0
-        print(f"{'SEVERITY':8} {'COUNT':>5} {'ERROR_CODE':22} INCIDENT_KEY")
+        print(f"{'SEVERITY':8} {'STATUS':12} {'COUNT':>5} {'ERROR_CODE':22} INCIDENT_KEY")
         for row in rows:
             print(
-                f"{row['severity']:8} {row['occurrence_count']:>5} {row['error_code'] or '':22} "
-                f"{row['incident_key']}"
+                f"{row['severity']:8} {row['status']:12} {row['occurrence_count']:>5} "
+                f"{row['error_code'] or '':22} {row['incident_key']}"
             )
         print(f"({len(rows)} incident(s))")
         return 0

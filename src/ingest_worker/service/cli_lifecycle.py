@@ -117,7 +117,7 @@ def make_command(
 _TIMELINE = """
 SELECT i.episode, e.seq, e.type, e.occurred_at, e.payload->'cause' AS cause,
        e.payload->>'rationale' AS rationale, e.payload->>'note' AS note,
-       e.payload->'changes'->'status' AS status, i.id
+       e.payload->'changes'->'status' AS status, e.payload->'snapshot'->>'status' AS now, i.id
 FROM incidents AS i JOIN incident_events AS e ON e.incident_id = i.id
 WHERE i.incident_key = $1 OR i.id::text = $1
 ORDER BY i.episode, e.seq
@@ -148,7 +148,8 @@ def make_timeline(settings_of: Callable[[], Settings]) -> Callable[[argparse.Nam
                 line = {
                     "episode": row["episode"], "seq": row["seq"], "type": row["type"],
                     "at": row["occurred_at"].isoformat().replace("+00:00", "Z"),
-                    "status": f"{status['from']} -> {status['to']}" if status else None,
+                    "status": f"{status['from']} -> {status['to']}" if status
+                    else (f"-> {row['now']}" if row["seq"] == 1 else None),
                     "by": who, "rationale": row["rationale"], "note": row["note"],
                 }  # fmt: skip
                 if args.json:
