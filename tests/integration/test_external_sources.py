@@ -1,0 +1,115 @@
+"""Every source with a trigger and a recovery among its golden cases, through the running worker
+and the real broker (SPEC §8): firing → OPEN; the same payload again → no change; resolved →
+RESOLVED; and the sources that report acknowledgements (PagerDuty, Opsgenie, New Relic) →
+ACKNOWLEDGED. The pairs are found from the cases themselves, so a new source with a firing and
+a resolved case is covered without a line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ingest_worker.core.errors import InvalidSignal
+from ingest_worker.core.values import IncidentInput, Recovery, SourceTransition
+from ingest_worker.service.config import Settings
+from ingest_worker.sources.contract import Source
+from ingest_worker.sources.decode import decode_record
+from ingest_worker.sources.registry import SOURCES
+from tests.sources import CASES_ROOT
+from tests.support import eventually, produce, start_worker
+
+pytestmark = pytest.mark.integration
+
+EXTERNAL = ("alertmanager", "grafana", "pagerduty", "datadog", "newrelic", "opsgenie",
+            "cloudwatch", "external")  # fmt: skip
+
+
+def _cases(source: Source) -> list[tuple[Path, tuple[object, ...]]]:
+    found = []
+    for path in sorted((CASES_ROOT / source.name).glob("*.json")):
+        if path.name.endswith(".expected.json"):
+            continue
+        try:
+            found.append((path, decode_record(source, path.read_bytes(), max_bytes=1 << 20)))
+        except InvalidSignal:  # rejection cases
+            continue
+    return found
+
+
+def pairs() -> dict[str, tuple[Path, Path, str, Path | None]]:
+    """source → (a firing case, a resolving case of one of its keys, that key, an ack case)."""
+    result: dict[str, tuple[Path, Path, str, Path | None]] = {}
+    for source in SOURCES:
+        cases = _cases(source)
+        for firing, effects in cases:
+            keys = {e.recovery_scope: e for e in effects if isinstance(e, IncidentInput)}
+            if not keys or any(isinstance(e, Recovery) for e in effects):
+                continue
+            for resolving, others in cases:
+                scopes = [
+                    e.scope
+                    for e in others
+                    if isinstance(e, Recovery)
+                    and e.scope in keys
+                    and e.signal_time > keys[e.scope].signal_time  # newer: it resolves
+                ]
+                if resolving != firing and scopes:
+                    key = keys[scopes[0]].incident_key
+                    ack = next(
+                        (p for p, es in cases for e in es if isinstance(e, SourceTransition)
+                         and e.verb == "acknowledge" and e.incident_key == key),
+                        None,
+                    )  # fmt: skip
+                    result.setdefault(source.name, (firing, resolving, key, ack))
+    return result
+
+
+def test_every_external_source_has_a_trigger_and_a_recovery_case() -> None:
+    assert set(EXTERNAL) <= set(pairs()), set(EXTERNAL) - set(pairs())
+
+
+async def test_external_sources_open_dedupe_acknowledge_and_resolve(
+    make_settings: Callable[..., Settings], db_pool: asyncpg.Pool
+) -> None:
+    settings = make_settings()
+    found = pairs()
+    worker = await start_worker(settings)
+
+    async def status(key: str) -> str | None:
+        value: str | None = await db_pool.fetchval(
+            "SELECT status FROM incidents WHERE incident_key = $1 ORDER BY episode DESC LIMIT 1",
+            key,
+        )
+        return value
+
+    async def all_in(wanted: dict[str, str]) -> bool:
+        return all([await status(k) == v for k, v in wanted.items()])
+
+    try:
+        for name, (firing, _, _, _) in found.items():
+            value = firing.read_bytes()
+            await produce(settings, settings.topic_of(name), [value, value])  # redelivered
+        opened = {key: "OPEN" for _, _, key, _ in found.values()}
+        await eventually(lambda: all_in(opened), what="every source's incident open")
+        counts = {
+            key: await db_pool.fetchval(
+                "SELECT sum(occurrence_count) FROM incidents WHERE incident_key = $1", key
+            )
+            for key in opened
+        }
+        assert set(counts.values()) == {1}, counts  # the same payload again: no change
+        acked = {key: "ACKNOWLEDGED" for _, _, key, ack in found.values() if ack is not None}
+        assert {"pagerduty", "opsgenie", "newrelic"} <= {n for n, p in found.items() if p[3]}
+        for name, (_, _, _, ack) in found.items():
+            if ack is not None:
+                await produce(settings, settings.topic_of(name), [ack.read_bytes()])
+        await eventually(lambda: all_in(acked), what="acknowledged by their sources")
+        for name, (_, resolving, _, _) in found.items():
+            await produce(settings, settings.topic_of(name), [resolving.read_bytes()])
+        resolved = {key: "RESOLVED" for _, _, key, _ in found.values()}
+        await eventually(lambda: all_in(resolved), what="every source's incident resolved")
+    finally:
+        await worker.stop()
