@@ -1,8 +1,11 @@
 """The hostile-input corpus: records built to break a decoder, a database or a log, each with the
 outcome the contract demands (SPEC §1, §4, §5).
 
-Every kind is applied on every signal topic (on both payload shapes of `ecs` and `runner` where it
-makes sense). A kind's outcome is either a dead letter with a stable `x-dlq-reason` (the record's
+Every kind is applied on every signal topic of the fault streams (on both payload shapes of
+`ecs` and `runner` where it makes sense, Alertmanager and PagerDuty included); the kinds that are
+about bytes and JSON rather than a shape (`BYTE_KINDS`) also on the topic of every other registered
+source (`OTHER_SOURCES`: Grafana, Datadog, New Relic, Opsgenie, CloudWatch, the generic schema),
+each on a golden case of that source. Commands have their own corpus (`COMMAND_KINDS`). A kind's outcome is either a dead letter with a stable `x-dlq-reason` (the record's
 key, value and headers kept byte for byte) or processing: valid input, however odd, must be stored
 exactly as sent, secrets excepted.
 
@@ -24,9 +27,12 @@ import random
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.expected import SHAPE_FAMILY, SHAPES, good_signal
+
+SOURCE_CASES = Path(__file__).parents[1] / "sources"
 
 MAX_MESSAGE_BYTES = 1_048_576
 TEN_MB = 10 * 1024 * 1024
@@ -63,10 +69,15 @@ class Case:
     #: Cases that have broken the worker before run in a phase of their own, after the ordinary
     #: ones, so that a failure there hides nothing else: "ordinary", "binary_headers", "oversize".
     phase: str = "ordinary"
+    #: A valid command: the (outcome, reason) its receipt must hold (SPEC §7.2).
+    command: tuple[str, str | None] | None = None
 
     @property
     def family(self) -> str:
-        return SHAPE_FAMILY[self.shape]
+        """The topic setting the case goes to (`topic_<family>`)."""
+        if self.shape == "command":
+            return "commands"
+        return SHAPE_FAMILY.get(self.shape, self.shape)
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,25 @@ FIELDS: dict[str, ShapeFields] = {
         timestamp="workflow_job.completed_at", enum=("action", "exploded", "schema_violation"),
         integer="workflow_job.id", name=("workflow_job.steps.1.name", 500),
         items="workflow_job.steps", wrong_type=("workflow_job.steps", {"name": "build"}),
+    ),
+    # A group of one firing alert (`base`): an alert-level error leaves no valid alert, so the
+    # record is a schema_violation (a partly valid group would be partially_invalid).
+    "alertmanager": ShapeFields(
+        strings=("receiver", "groupKey", "alerts.0.labels.alertname", "alerts.0.labels.service",
+                 "alerts.0.annotations.summary", "alerts.0.generatorURL", "alerts.0.fingerprint"),
+        key_text="alerts.0.fingerprint", free_text=("alerts.0.annotations.description",),
+        required="version", required_text="alerts.0.fingerprint", timestamp="alerts.0.startsAt",
+        enum=("alerts.0.status", "exploded", "schema_violation"), integer="truncatedAlerts",
+        name=("alerts.0.annotations.description", 5000), items="alerts",
+        wrong_type=("groupLabels", ["service"]),
+    ),
+    "pagerduty_webhook": ShapeFields(
+        strings=("event.id", "event.data.id", "event.data.title", "event.data.html_url",
+                 "event.data.service.summary", "event.agent.summary"),
+        key_text="event.data.id", free_text=("event.data.title",),
+        required="event.occurred_at", required_text="event.id", timestamp="event.occurred_at",
+        enum=("event.data.urgency", "extreme", "schema_violation"), integer="event.data.number",
+        name=("event.data.title", 5000), items=None, wrong_type=("event.data", "PFQZPSY"),
     ),
 }  # fmt: skip
 
@@ -262,7 +292,36 @@ def kind(name: str, outcome: str, *, families_only: bool = False) -> Callable[[B
 
 
 def base(shape: str, ident: int) -> dict[str, Any]:
-    return good_signal(shape, ident)
+    if shape in OTHER_SOURCES:
+        return json.loads(OTHER_SOURCES[shape].read_text())
+    payload = good_signal(shape, ident)
+    if shape == "alertmanager":  # one firing alert: see FIELDS
+        payload["alerts"] = payload["alerts"][:1]
+        payload["alerts"][0].update(status="firing", endsAt="0001-01-01T00:00:00Z")
+        payload["alerts"][0]["annotations"]["description"] = "p99 above 2s"
+        payload["status"] = "firing"
+    if shape == "pagerduty_webhook":  # a trigger
+        payload["event"]["event_type"] = "incident.triggered"
+        payload["event"]["data"]["status"] = "triggered"
+    return payload
+
+
+def _golden_case(source: str) -> Path:
+    """The first golden case of `source` that opens an incident (tests/sources/<source>/)."""
+    folder = SOURCE_CASES / source
+    for case in sorted(folder.glob("*.expected.json")):
+        expected = json.loads(case.read_text())
+        if any("incident_key" in item for item in expected.get("incidents", [])):
+            return case.with_name(case.name.replace(".expected.json", ".json"))
+    raise AssertionError(f"no golden case of {source} opens an incident")
+
+
+#: Registered sources outside the fault streams → a golden case of theirs (the base of the
+#: byte-level kinds on their topics). The source name is also its topic setting.
+OTHER_SOURCES: dict[str, Path] = {
+    name: _golden_case(name)
+    for name in ("grafana", "datadog", "newrelic", "opsgenie", "cloudwatch", "external")
+}
 
 
 def rejected(name: str, shape: str, value: bytes | None, reason: str, **extra: Any) -> list[Case]:
@@ -416,6 +475,13 @@ KINDS.extend(
 def _too_many(shape: str, ident: int, rng: random.Random) -> list[Case]:
     payload = base(shape, ident)
     path = FIELDS[shape].items
+    if shape == "pagerduty_webhook":  # no list in a webhook: an Events API v2 event's links
+        event = {"routing_key": "R0UT1NGKEY0000000000000000000000", "event_action": "trigger",
+                 "dedup_key": f"too-many-{ident}",
+                 "payload": {"summary": "s", "source": "h", "severity": "critical",
+                             "timestamp": "2024-05-01T00:00:00Z"},
+                 "links": [{"href": "https://example.com", "text": "l"}] * 1001}  # fmt: skip
+        return rejected("too_many_items", shape, dumps(event), "schema_violation")
     if path is None:  # runner steps have no list: pile them into a GitHub job instead
         shape, path = "github_workflow_job", "workflow_job.steps"
         payload = base(shape, ident)
@@ -441,6 +507,8 @@ def _other_topic(shape: str, ident: int, rng: random.Random) -> list[Case]:
         "verification": "runner_step",
         "ecs_stopped_task": "deploy_status",
         "runner_step": "ecs_stopped_task",
+        "alertmanager": "pagerduty_webhook",
+        "pagerduty_webhook": "alertmanager",
     }[shape]
     return rejected("signal_of_another_topic", shape, dumps(base(other, ident)), "schema_violation")
 
@@ -658,7 +726,15 @@ class Corpus:
 
 
 #: Shapes a `families_only` kind is applied to: one per topic.
-FAMILY_SHAPES = ("deploy_status", "verification", "ecs_stopped_task", "runner_step")
+FAMILY_SHAPES = (
+    "deploy_status", "verification", "ecs_stopped_task", "runner_step", "alertmanager",
+    "pagerduty_webhook",
+)  # fmt: skip
+#: Kinds about bytes and JSON, whatever the shape: applied to every other registered source too.
+BYTE_KINDS = (
+    *TRANSFORMS, *RAW_MEMBERS, "duplicate_keys", "tombstone", "over_size_limit",
+    "binary_headers_on_a_rejected_record",
+)  # fmt: skip
 
 
 def build_corpus(seed: int, *, first_ident: int = 10_000_000) -> Corpus:
@@ -667,7 +743,8 @@ def build_corpus(seed: int, *, first_ident: int = 10_000_000) -> Corpus:
     corpus = Corpus()
     ident = first_ident
     for item in KINDS:
-        for shape in FAMILY_SHAPES if item.families_only else SHAPES:
+        others = tuple(OTHER_SOURCES) if item.name in BYTE_KINDS else ()
+        for shape in (*(FAMILY_SHAPES if item.families_only else SHAPES), *others):
             ident += 10
             for case in item.build(shape, ident, rng):
                 headers = case.headers or (
@@ -678,3 +755,260 @@ def build_corpus(seed: int, *, first_ident: int = 10_000_000) -> Corpus:
                 key = case.key or f"{case.kind}:{case.shape}:{ident}".encode()
                 corpus.cases.append(dataclasses.replace(case, key=key, headers=headers))
     return corpus
+
+
+# --- hostile commands (SPEC §7.2) ---------------------------------------------------------------
+
+#: What a command case must end with when it is valid input: (outcome, reason) in its receipt.
+CommandBuilder = Callable[[int, str, random.Random], list[Case]]
+COMMAND_KINDS: dict[str, CommandBuilder] = {}
+#: Secrets planted in commands that are valid input (kept apart from the signal corpus' secrets:
+#: see `test_no_secret_planted_in_a_command_is_stored_published_or_logged`).
+COMMAND_SECRET_KINDS = ("secrets_in_rationale_and_note",)
+
+
+def good_command(number: int, target: str, **changes: Any) -> dict[str, Any]:
+    """A valid `annotate` of `target`: applied (any actor may annotate a live incident)."""
+    command: dict[str, Any] = {
+        "commandId": f"corpus-cmd-{number}",
+        "type": "annotate",
+        "incidentKey": target,
+        "actor": {"type": "human", "id": "alice", "roles": ["ONCALL_ENGINEER"]},
+        "issuedAt": "2024-05-02T00:00:00Z",
+        "note": f"note {number}",
+    }
+    command.update(changes)
+    return {k: v for k, v in command.items() if v is not DELETE}
+
+
+def command_kind(name: str) -> Callable[[CommandBuilder], CommandBuilder]:
+    def register(build: CommandBuilder) -> CommandBuilder:
+        COMMAND_KINDS[name] = build
+        return build
+
+    return register
+
+
+def _dead(name: str, value: bytes | None, reason: str, **extra: Any) -> list[Case]:
+    return [Case(name, "command", value, reason, **extra)]
+
+
+def _outcome(name: str, command: dict[str, Any], outcome: str, reason: str | None = None,
+             **extra: Any) -> list[Case]:  # fmt: skip
+    return [Case(name, "command", dumps(command), None, payload=command,
+                 command=(outcome, reason), **extra)]  # fmt: skip
+
+
+#: One field of a good command changed (DELETE: removed): each is a schema_violation.
+COMMAND_SCHEMA_MUTATIONS: dict[str, dict[str, Any]] = {
+    "unknown_verb": {"type": "detonate"},
+    "verb_of_a_signal_only": {"type": "recover"},
+    "missing_actor": {"actor": DELETE},
+    "actor_roles_not_a_list": {"actor": {"type": "human", "id": "a", "roles": "ORG_ADMIN"}},
+    "ten_thousand_roles": {"actor": {"type": "human", "id": "a", "roles": ["R"] * 10_000}},
+    "unknown_actor_type": {"actor": {"type": "robot", "id": "a", "roles": []}},
+    "command_id_of_10_kb": {"commandId": "c" * 10_240},
+    "empty_command_id": {"commandId": ""},
+    "naive_issued_at": {"issuedAt": "2024-05-02T00:00:00"},
+    "issued_at_as_epoch_number": {"issuedAt": 1714608000},
+    "incident_id_not_a_uuid": {"incidentKey": DELETE, "incidentId": "not-a-uuid-'; DROP"},
+    "both_incident_id_and_key": {"incidentId": "9b2f8f4e-0c4f-4c1e-8d7a-0f0e6d1c2b3a"},
+    "neither_incident_id_nor_key": {"incidentKey": DELETE},
+    "change_severity_without_severity": {"type": "change_severity", "rationale": "r"},
+    "change_severity_to_an_unknown_level": {"type": "change_severity", "rationale": "r",
+                                            "severity": "PURPLE"},
+    "annotate_without_note": {"note": DELETE},
+    "annotate_with_empty_note": {"note": ""},
+    "expected_seq_negative": {"expectedSeq": -1},
+    "expected_seq_as_string": {"expectedSeq": "3"},
+    "expected_seq_as_float": {"expectedSeq": 3.0},
+    "expected_seq_over_int32": {"expectedSeq": 2**31},
+    "rationale_over_5000_characters": {"rationale": "r" * 5001},
+    "note_over_5000_characters": {"note": "n" * 5001},
+    "escaped_nul_in_note": {"note": "before\u0000after"},
+}  # fmt: skip
+
+
+def _command_mutation(name: str, change: dict[str, Any]) -> CommandBuilder:
+    def build(number: int, target: str, rng: random.Random) -> list[Case]:
+        return _dead(name, dumps(good_command(number, target, **change)), "schema_violation")
+
+    return build
+
+
+for _name, _change in COMMAND_SCHEMA_MUTATIONS.items():
+    COMMAND_KINDS[_name] = _command_mutation(_name, _change)
+
+
+@command_kind("expected_seq_nan")
+def _seq_nan(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = dumps(good_command(number, target))[:-1] + b', "expectedSeq": NaN}'
+    return _dead("expected_seq_nan", value, "invalid_json")
+
+
+@command_kind("duplicate_keys_in_a_command")
+def _command_duplicate_keys(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = dumps(good_command(number, target))[:-1] + b', "type": "close"}'
+    return _dead("duplicate_keys_in_a_command", value, "invalid_json")
+
+
+@command_kind("invalid_utf8_in_a_command")
+def _command_utf8(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = dumps(good_command(number, target))[:-1] + b', "note": "\xff\xfe"}'
+    return _dead("invalid_utf8_in_a_command", value, "invalid_encoding")
+
+
+@command_kind("command_as_a_top_level_array")
+def _command_array(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = b"[" + dumps(good_command(number, target)) + b"]"
+    return _dead("command_as_a_top_level_array", value, "schema_violation")
+
+
+@command_kind("truncated_command")
+def _command_truncated(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = dumps(good_command(number, target))
+    return _dead("truncated_command", value[: len(value) // 2], "invalid_json")
+
+
+@command_kind("command_tombstone")
+def _command_tombstone(number: int, target: str, rng: random.Random) -> list[Case]:
+    return _dead("command_tombstone", None, "empty_value")
+
+
+@command_kind("two_megabyte_command")
+def _command_two_mb(number: int, target: str, rng: random.Random) -> list[Case]:
+    value = dumps({**good_command(number, target), "padding": "p" * (2 * 1024 * 1024)})
+    return _dead("two_megabyte_command", value, "too_large", phase="oversize",
+                 value_may_be_omitted=True)  # fmt: skip
+
+
+@command_kind("secrets_in_a_malformed_command")
+def _command_secrets_dead(number: int, target: str, rng: random.Random) -> list[Case]:
+    secrets = make_secrets(rng)
+    command = good_command(number, target, type="explode", rationale=secret_text(secrets),
+                           note=secret_text(secrets))  # fmt: skip
+    return _dead("secrets_in_a_malformed_command", dumps(command), "schema_violation",
+                 secrets=tuple(secrets.values()))  # fmt: skip
+
+
+# Valid commands: each must end with its outcome, never on the dead-letter topic.
+
+
+@command_kind("far_future_issued_at")
+def _far_future(number: int, target: str, rng: random.Random) -> list[Case]:
+    """A decision: `issuedAt` far in the future is a valid time (the worker has no clock to
+    compare it with, SPEC §7: decisions use the commands' times): just an annotation."""
+    command = good_command(number, target, issuedAt="2999-12-31T23:59:59Z")
+    return _outcome("far_future_issued_at", command, "applied")
+
+
+@command_kind("sql_in_every_string_field")
+def _command_sql(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(
+        number, target, commandId=f"c-{number} {SQL}", rationale=SQL, note=SQL,
+        actor={"type": "service", "id": f"bot {SQL}", "roles": [SQL, "ONCALL_ENGINEER"]},
+    )  # fmt: skip
+    return _outcome("sql_in_every_string_field", command, "applied")
+
+
+@command_kind("sql_in_the_incident_key")
+def _command_sql_key(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, incidentKey=f"{target}{SQL}", type="acknowledge")
+    return _outcome("sql_in_the_incident_key", command, "rejected", "unknown_incident")
+
+
+@command_kind("unicode_edge_cases_in_every_string_field")
+def _command_unicode(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(
+        number, target, commandId=f"c-{number} {UNICODE}", rationale=UNICODE, note=UNICODE,
+        actor={"type": "human", "id": UNICODE, "roles": [UNICODE]},
+    )  # fmt: skip
+    return _outcome("unicode_edge_cases_in_every_string_field", command, "applied")
+
+
+@command_kind("fields_exactly_at_their_limits")
+def _command_limits(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(
+        number, target, commandId=f"c-{number}-".ljust(128, "x"), note="n" * 5000,
+        rationale="r" * 5000,
+        actor={"type": "human", "id": "a", "roles": [f"R{n}" for n in range(64)]},
+    )  # fmt: skip
+    return _outcome("fields_exactly_at_their_limits", command, "applied")
+
+
+@command_kind("secrets_in_rationale_and_note")
+def _command_secrets(number: int, target: str, rng: random.Random) -> list[Case]:
+    secrets = make_secrets(rng)
+    command = good_command(number, target, rationale=secret_text(secrets),
+                           note=secret_text(secrets))  # fmt: skip
+    return _outcome("secrets_in_rationale_and_note", command, "applied",
+                    secrets=tuple(secrets.values()))  # fmt: skip
+
+
+@command_kind("unknown_incident_id")
+def _command_unknown_id(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, incidentKey=DELETE,
+                           incidentId="00000000-0000-4000-8000-000000000000")  # fmt: skip
+    return _outcome("unknown_incident_id", command, "rejected", "unknown_incident")
+
+
+@command_kind("viewer_acknowledges")
+def _command_viewer(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, type="acknowledge",
+                           actor={"type": "human", "id": "v", "roles": ["VIEWER"]})  # fmt: skip
+    return _outcome("viewer_acknowledges", command, "rejected", "not_authorized")
+
+
+@command_kind("oncall_changes_severity")
+def _command_oncall_severity(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, type="change_severity", severity="YELLOW",
+                           rationale="r")  # fmt: skip
+    return _outcome("oncall_changes_severity", command, "rejected", "not_authorized")
+
+
+@command_kind("resolve_without_rationale")
+def _command_resolve(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, type="resolve")
+    return _outcome("resolve_without_rationale", command, "rejected", "rationale_required")
+
+
+@command_kind("cancel_with_a_blank_rationale")
+def _command_cancel(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, type="cancel", rationale=" \t\n ")
+    return _outcome("cancel_with_a_blank_rationale", command, "rejected", "rationale_required")
+
+
+@command_kind("transition_not_in_the_table")
+def _command_transition(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, type="mark_mitigated")  # OPEN, not MITIGATING
+    return _outcome("transition_not_in_the_table", command, "rejected", "transition_not_allowed")
+
+
+@command_kind("stale_expected_seq")
+def _command_stale(number: int, target: str, rng: random.Random) -> list[Case]:
+    command = good_command(number, target, expectedSeq=999_999)
+    return _outcome("stale_expected_seq", command, "rejected", "stale")
+
+
+@command_kind("command_id_reused_with_other_content")
+def _command_reused(number: int, target: str, rng: random.Random) -> list[Case]:
+    first = good_command(number, target, commandId=f"reused-{number}")
+    again = good_command(number, target, commandId=f"reused-{number}", note="other content")
+    return [
+        *_outcome("command_id_reused_with_other_content", first, "applied"),
+        *_outcome("command_id_reused_with_other_content", again, "rejected",
+                  "idempotency_key_reused"),
+    ]  # fmt: skip
+
+
+def build_command_corpus(seed: int, targets: list[str], *, first: int = 50_000) -> list[Case]:
+    """Every command kind once, against `targets` (existing incidents, in turn); each case's
+    Kafka key is its target. The cases are produced in this order on one partition."""
+    rng = random.Random(seed * 17 + 3)
+    cases: list[Case] = []
+    for number, build in enumerate(COMMAND_KINDS.values(), start=first):
+        target = targets[number % len(targets)]
+        for case in build(number, target, rng):
+            headers = (("corpus-case", f"{case.kind}/command".encode()),)
+            cases.append(dataclasses.replace(case, key=target.encode(), headers=headers))
+    return cases

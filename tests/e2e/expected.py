@@ -1,8 +1,9 @@
 """The fault suite's oracle: streams of signals, the end state they must produce, and the comparison
 with what the worker actually left in PostgreSQL and on its topics.
 
-The expected state is computed from SPEC §1–§3 and the rules of seed 000 alone, restated here in a
-few lines per signal family. Nothing is imported from `ingest_worker`'s mapping, canonical or store
+The expected state is computed from SPEC §1–§3, §7 and §8 and the rules of seed 000 alone, restated
+here in a few lines per signal family (Alertmanager and PagerDuty included) and for the few command
+rules the streams use. Nothing is imported from `ingest_worker`'s mapping, canonical or store
 code, so a bug there cannot hide itself by shaping the expectation too. (The product's own audit
 tools, `verify` and `replay --check`, run in addition, as checks of their own.)
 """
@@ -13,14 +14,16 @@ import hashlib
 import json
 import random
 import re
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-#: The four signal families: one topic each (SPEC §1).
-FAMILIES = ("deploy_status", "verification", "ecs", "runner")
+#: The signal families of the fault streams: one topic each (SPEC §1, §8), named after their
+#: topic setting (`topic_<family>`).
+FAMILIES = ("deploy_status", "verification", "ecs", "runner", "alertmanager", "pagerduty")
 
 #: Payload shapes, and the family (topic) each one is sent on.
 SHAPE_FAMILY = {
@@ -30,6 +33,8 @@ SHAPE_FAMILY = {
     "ecs_eventbridge": "ecs",
     "runner_step": "runner",
     "github_workflow_job": "runner",
+    "alertmanager": "alertmanager",
+    "pagerduty_webhook": "pagerduty",
 }
 SHAPES = tuple(SHAPE_FAMILY)
 
@@ -46,7 +51,11 @@ EXTRA_EVIDENCE = {
     "ecs_eventbridge": ("ecs_task_containers",),
     "runner_step": ("runner_step",),
     "github_workflow_job": ("runner_step", "runner_job"),
+    "alertmanager": ("alertmanager_links",),  # generatorURL (every generated alert has one)
+    "pagerduty_webhook": ("pagerduty_links",),  # event.data.html_url (idem)
 }
+#: SPEC §8: `labels.severity` values (any case) that make an Alertmanager incident RED.
+_ALERT_RED = ("critical", "page", "high", "error")
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
@@ -102,16 +111,49 @@ class Touch:
     at: datetime
     evidence: tuple[str, ...]  # evidence kinds this signal adds to the incident
     scope: str = ""  # SPEC §7.3: the recovery scope of the incident ("" = its own key)
+    identity: str | None = None  # the signal's identity when not the whole record's (alerts)
+
+
+def alert_identity(alert: Mapping[str, Any]) -> str:
+    """SPEC §8: every alert of a group is its own signal, identified by the alert alone (a firing
+    alert's `endsAt` is a forecast, not part of it), whatever group carried it."""
+    data = dict(alert)
+    if data.get("status") == "firing":
+        data.pop("endsAt", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def recoveries(family: str, payload: Mapping[str, Any]) -> list[tuple[str, datetime]]:
-    """SPEC §7.3: the (scope, time) of each recovery one valid signal carries.
+    """SPEC §7.3, §8: the (scope, time) of each recovery one valid signal carries.
 
     deploy-status GREEN → its env and deployId (missing: `unknown`); verification `passed` →
     its deployId (or `unknown`) and playbookId; runner `success` → its run and step; a completed
     `workflow_job` → each successful step, and the job itself when it succeeded. ECS: none.
     """
+    return [(scope, at) for scope, at, _ in identified_recoveries(family, payload)]
+
+
+def identified_recoveries(
+    family: str, payload: Mapping[str, Any]
+) -> list[tuple[str, datetime, str | None]]:
+    """`recoveries`, each with its identity when it is not the whole record's (a resolved alert
+    of a group: its incident key is its scope, its `endsAt` the time)."""
     shape = shape_of(family, payload)
+    if shape == "alertmanager":
+        return [
+            (f"alertmanager:{a['fingerprint']}", parse_time(a["endsAt"]), alert_identity(a))
+            for a in payload["alerts"]
+            if a["status"] == "resolved"
+        ]
+    if shape == "pagerduty_webhook":
+        event = payload["event"]
+        if event["event_type"] == "incident.resolved":
+            return [(f"pagerduty:{event['data']['id']}", parse_time(event["occurred_at"]), None)]
+        return []
+    return [(scope, at, None) for scope, at in _seed_recoveries(shape, payload)]
+
+
+def _seed_recoveries(shape: str, payload: Mapping[str, Any]) -> list[tuple[str, datetime]]:
     if shape == "deploy_status" and payload["status"] == "GREEN":
         scope = f"deploy_status:{payload['env']}:{payload.get('deployId') or 'unknown'}"
         return [(scope, parse_time(payload["changedAt"]))]
@@ -150,6 +192,8 @@ def shape_of(family: str, payload: Mapping[str, Any]) -> str:
         )
     if family == "runner":
         return "github_workflow_job" if "workflow_job" in payload else "runner_step"
+    if family == "pagerduty":
+        return "pagerduty_webhook"
     return family
 
 
@@ -157,6 +201,28 @@ def touches(family: str, payload: Mapping[str, Any]) -> list[Touch]:
     """The incidents one valid signal touches (empty: a valid signal that creates none)."""
     shape = shape_of(family, payload)
     extra = EXTRA_EVIDENCE.get(shape, ())
+    if shape == "alertmanager":
+        # SPEC §8: key alertmanager:<fingerprint>, firing at startsAt; primary evidence: the alert.
+        return [
+            Touch(
+                f"alertmanager:{a['fingerprint']}",
+                "RED" if str(a["labels"].get("severity", "")).lower() in _ALERT_RED else "YELLOW",
+                parse_time(a["startsAt"]),
+                ("alertmanager", *extra),
+                identity=alert_identity(a),
+            )
+            for a in payload["alerts"]
+            if a["status"] == "firing"
+        ]
+    if shape == "pagerduty_webhook":
+        # SPEC §8: key pagerduty:<event.data.id>, incident.triggered at occurred_at, urgency
+        # high → RED, low → YELLOW.
+        event = payload["event"]
+        if event["event_type"] != "incident.triggered":
+            return []
+        severity = "RED" if event["data"]["urgency"] == "high" else "YELLOW"
+        key = f"pagerduty:{event['data']['id']}"
+        return [Touch(key, severity, parse_time(event["occurred_at"]), ("pagerduty", *extra))]
     if shape == "deploy_status":
         if payload["status"] == "GREEN":
             return []
@@ -247,6 +313,8 @@ _TYPED_TIMES = {
     "ecs_eventbridge": (("time",), ("detail", "stoppedAt")),
     "runner_step": (("completedAt",),),
     "github_workflow_job": (("workflow_job", "completed_at"),),
+    "alertmanager": (),  # every alert is its own signal (`alert_identity`)
+    "pagerduty_webhook": (("event", "occurred_at"),),
 }
 
 
@@ -296,28 +364,44 @@ class Expected:
     ignored: int = 0
     #: scope → {recovery signal identity: its time} (SPEC §7.3)
     recoveries: dict[str, dict[bytes, datetime]] = field(default_factory=dict)
+    #: commandId → the command (SPEC §7.2), and how many records carried it
+    commands: dict[str, ExpectedCommand] = field(default_factory=dict)
+    command_records: int = 0
 
     def status_of(self, incident: ExpectedIncident) -> str:
         """SPEC §7.3, §7.4: whatever the arrival order, the newest episode of a key is RESOLVED
-        exactly when the newest recovery of its scope is newer than its newest trigger."""
+        exactly when the newest recovery of its scope is newer than its newest trigger. The
+        streams acknowledge only keys no recovery touches: those are ACKNOWLEDGED."""
         found = self.recoveries.get(incident.scope or incident.key, {})
         if found and max(found.values()) > max(incident.times):
             return "RESOLVED"
+        if any(c.verb == "acknowledge" and c.outcome in ("applied", "applied|noop")
+               and c.key == incident.key for c in self.commands.values()):  # fmt: skip
+            return "ACKNOWLEDGED"
         return "OPEN"
+
+    def add_command(self, command: ExpectedCommand) -> None:
+        self.command_records += 1
+        self.commands.setdefault(command.command_id, command)
 
     @property
     def occurrences(self) -> int:
         return sum(i.count for i in self.incidents.values())
 
     def add_signal(self, family: str, payload: Mapping[str, Any]) -> None:
-        identity = hashlib.sha256(signal_identity(family, payload).encode()).digest()
+        whole = hashlib.sha256(signal_identity(family, payload).encode()).digest()
+
+        def identity_of(own: str | None) -> bytes:
+            return whole if own is None else hashlib.sha256(own.encode()).digest()
+
         found = touches(family, payload)
-        recovered = recoveries(family, payload)
-        for scope, at in recovered:
-            self.recoveries.setdefault(scope, {})[identity] = at
+        recovered = identified_recoveries(family, payload)
+        for scope, at, own in recovered:
+            self.recoveries.setdefault(scope, {})[identity_of(own)] = at
         if not found and not recovered:
             self.ignored += 1
         for touch in found:
+            identity = identity_of(touch.identity)
             incident = self.incidents.setdefault(
                 touch.key, ExpectedIncident(touch.key, scope=touch.scope)
             )
@@ -333,7 +417,9 @@ class Expected:
 def expect(records: Iterable[Record]) -> Expected:
     expected = Expected()
     for record in records:
-        if record.payload is not None:
+        if record.command is not None:
+            expected.add_command(record.command)
+        elif record.payload is not None:
             expected.add_signal(record.family, record.payload)
         elif record.reason is not None:
             expected.dead_letters[record.value] = record.reason
@@ -355,6 +441,7 @@ class Record:
     reason: str | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
     partition: int | None = None
+    command: ExpectedCommand | None = None  # family "commands": the command and its outcome
 
 
 BASE_TIME = datetime(2024, 5, 1, tzinfo=UTC)
@@ -557,6 +644,80 @@ def _github_workflow_job(
     }
 
 
+def _alertmanager(ident: int, variant: int, rng: random.Random, ignored: bool) -> dict[str, Any]:
+    """A group notification of 1–3 alerts (fingerprints of `ident`), firing and resolved mixed:
+    variant v fires at T+30v; a resolved alert of variant v ends at T+30v+15, so it recovers the
+    triggers up to its own variant and not the later ones."""
+    start = ident * 60 + variant * 30
+    alerts = []
+    for number in range(1 + ident % 3):
+        resolved = ignored or rng.random() < 0.3
+        labels = {
+            "alertname": f"HighLatency{number}",
+            "service": f"svc-{ident % 4}",
+            "severity": rng.choice(("critical", "warning", "page", "info")),
+        }
+        alerts.append(
+            {
+                "status": "resolved" if resolved else "firing",
+                "labels": labels,
+                "annotations": {"summary": f"latency above SLO (variant {variant})"},
+                "startsAt": _at(start),
+                "endsAt": _at(start + 15) if resolved else "0001-01-01T00:00:00Z",
+                "generatorURL": f'http://prometheus:9090/graph?g0.expr=up{{n="{ident}"}}',
+                "fingerprint": f"{ident:012x}{number:04x}",
+            }
+        )
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{service="svc-{ident % 4}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "ingest-worker",
+        "groupLabels": {"service": f"svc-{ident % 4}"},
+        "commonLabels": {"service": f"svc-{ident % 4}"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+    }
+
+
+def _pagerduty_webhook(
+    ident: int, variant: int, rng: random.Random, ignored: bool
+) -> dict[str, Any]:
+    """A Webhooks v3 incident event: triggered (at T+20v), sometimes resolved (at T+20v+10);
+    `ignored`: an event type that is neither (a priority change)."""
+    kind = (
+        "incident.priority_updated"
+        if ignored
+        else ("incident.resolved" if rng.random() < 0.3 else "incident.triggered")
+    )
+    at = ident * 60 + variant * 20 + (10 if kind == "incident.resolved" else 0)
+    incident = f"Q{ident:09d}"
+    return {
+        "event": {
+            "id": f"01E{ident:010d}V{variant:04d}",
+            "event_type": kind,
+            "resource_type": "incident",
+            "occurred_at": _at(at),
+            "agent": {"id": "PJ0LVEB", "type": "user_reference", "summary": "On Call"},
+            "client": None,
+            "data": {
+                "id": incident,
+                "type": "incident",
+                "self": f"https://api.pagerduty.com/incidents/{incident}",
+                "html_url": f"https://acme.pagerduty.com/incidents/{incident}",
+                "number": ident % 100_000,
+                "status": kind.rpartition(".")[2],
+                "title": f"Checkout errors (variant {variant})",
+                "service": {"id": "PA2P440", "type": "service_reference", "summary": "checkout"},
+                "urgency": rng.choice(("high", "low")),
+            },
+        }
+    }
+
+
 _SIGNALS = {
     "deploy_status": _deploy_status,
     "verification": _verification,
@@ -564,6 +725,8 @@ _SIGNALS = {
     "ecs_eventbridge": _ecs_eventbridge,
     "runner_step": _runner_step,
     "github_workflow_job": _github_workflow_job,
+    "alertmanager": _alertmanager,
+    "pagerduty_webhook": _pagerduty_webhook,
 }
 
 
@@ -574,7 +737,7 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 def reencode(shape: str, payload: dict[str, Any], rng: random.Random) -> bytes:
     """The same signal spelled differently: other key order, whitespace and timestamp offset."""
     data = dict(reversed(list(payload.items())))
-    top = _TYPED_TIMES[shape][0]
+    top = (_TYPED_TIMES[shape] or ((),))[0]
     if len(top) == 1 and isinstance(data.get(top[0]), str):
         data[top[0]] = shifted(data[top[0]], rng.randint(1, 12))
     return json.dumps(data, indent=rng.choice((1, 2, 4)), ensure_ascii=rng.random() < 0.5).encode()
@@ -659,6 +822,120 @@ def _rekeyed(record: Record, rng: random.Random) -> Record:
     )
 
 
+# --- commands (SPEC §7.2), restated ------------------------------------------------------------
+
+#: SPEC §3: an incident's id is uuid5(ID_NAMESPACE, "incident:<incident_key>") (episode 1).
+ID_NAMESPACE = uuid.UUID("6f1c2a52-3d4b-5e8f-9a0b-1c2d3e4f5a6b")
+#: SPEC §7.2's default policy: status verbs need one of these roles; annotate any actor.
+STATUS_ROLES = ("ONCALL_ENGINEER", "SRE_LEAD", "ORG_ADMIN")
+#: SPEC §7.5: the event an applied verb writes.
+VERB_EVENTS = {"acknowledge": "incident.acknowledged", "annotate": "incident.annotated"}
+
+
+def episode_one_id(incident_key: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"incident:{incident_key}"))
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedCommand:
+    """One command of a stream and the outcome SPEC §7 gives it whatever the arrival order.
+
+    `outcome` "applied|noop": one acknowledgement of several for the same key (`group`):
+    exactly one of the group is applied, the others find the incident acknowledged (noop).
+    `requires`: the incident key that must exist before the command is produced (the commands
+    commute with the signals only on existing incidents)."""
+
+    command_id: str
+    verb: str
+    key: str | None
+    outcome: str
+    reason: str | None = None
+    requires: str | None = None
+    group: str | None = None
+
+
+def command_stream(
+    seed: int, records: Iterable[Record], *, redelivered: float = 0.3
+) -> list[Record]:
+    """Commands for the incidents `records` create (family "commands"), each produced once or
+    more (redeliveries, byte for byte), whose outcomes commute with the signals:
+
+    - `acknowledge` (1–2 per key, unique commandIds) on keys no recovery touches: one applied,
+      the others noop; by a human ONCALL_ENGINEER or a service SRE_LEAD;
+    - `annotate` on any key, by any actor (a VIEWER too), some by incidentId: applied;
+    - rejected: `acknowledge` by a VIEWER (not_authorized), `resolve` and `cancel` without a
+      rationale on keys no recovery touches (rationale_required: they are OPEN or
+      ACKNOWLEDGED), `change_severity` without a rationale (rationale_required), and
+      `acknowledge` of keys and ids that never exist (unknown_incident).
+    """
+    rng = random.Random(seed * 31 + 7)
+    expected = expect(records)
+    keys = sorted(expected.incidents)
+    calm = [k for k in keys if not expected.recoveries.get(expected.incidents[k].scope or k)]
+    made: list[tuple[dict[str, Any], ExpectedCommand]] = []
+    number = 0
+
+    def add(verb: str, target: str | None, outcome: str, reason: str | None = None, *,
+            roles: tuple[str, ...] = ("ONCALL_ENGINEER",), by_id: str | None = None,
+            requires: str | None = None, group: str | None = None,
+            **extra: Any) -> None:  # fmt: skip
+        nonlocal number
+        number += 1
+        command_id = f"cmd-{seed}-{number:05d}"
+        human = rng.random() < 0.7
+        body: dict[str, Any] = {
+            "commandId": command_id,
+            "type": verb,
+            **({"incidentId": by_id} if by_id else {"incidentKey": target}),
+            "actor": {
+                "type": "human" if human else "service",
+                "id": f"alice-{number % 7}" if human else "runbook-bot",
+                "roles": list(roles),
+            },
+            "issuedAt": _at(3_000_000 + number * 5),
+            **extra,
+        }
+        made.append(
+            (body, ExpectedCommand(command_id, verb, target, outcome, reason, requires, group))
+        )
+
+    for key in rng.sample(calm, min(40, len(calm))):
+        copies = 1 + (rng.random() < 0.4)
+        for _ in range(copies):
+            add("acknowledge", key, "applied" if copies == 1 else "applied|noop",
+                roles=(rng.choice(STATUS_ROLES[:2]), "VIEWER"), requires=key,
+                group=key if copies > 1 else None, rationale="looking at it")  # fmt: skip
+    for key in rng.sample(keys, min(40, len(keys))):
+        by_id = episode_one_id(key) if key in calm and rng.random() < 0.3 else None
+        add("annotate", key, "applied", roles=(rng.choice(("VIEWER", "ONCALL_ENGINEER")),),
+            by_id=by_id, requires=key, note=f"customer impact confirmed on {key[:40]}")  # fmt: skip
+    for key in rng.sample(keys, min(8, len(keys))):
+        add("acknowledge", key, "rejected", "not_authorized", roles=("VIEWER",), requires=key)
+    for key in rng.sample(calm, min(8, len(calm))):
+        verb = rng.choice(("resolve", "cancel"))
+        add(verb, key, "rejected", "rationale_required", requires=key)
+    for key in rng.sample(keys, min(4, len(keys))):
+        add("change_severity", key, "rejected", "rationale_required", roles=("SRE_LEAD",),
+            requires=key, severity="YELLOW")  # fmt: skip
+    for n in range(6):
+        missing = f"ecs_stopped:never-{seed}:{n}:2024-05-01T00:00:00Z"
+        add("acknowledge", missing, "rejected", "unknown_incident")
+    add("acknowledge", None, "rejected", "unknown_incident",
+        by_id=str(uuid.uuid5(ID_NAMESPACE, f"never-{seed}")))  # fmt: skip
+
+    rng.shuffle(made)
+    placed: list[tuple[float, Record]] = []
+    for index, (body, command) in enumerate(made):
+        value = json.dumps(body).encode()
+        key = (command.key or command.command_id).encode()
+        record = Record("commands", value, key=key, command=command)
+        placed.append((float(index), record))
+        while rng.random() < redelivered:
+            placed.append((index + rng.uniform(0.5, 30), record))
+    placed.sort(key=lambda item: item[0])
+    return [record for _, record in placed]
+
+
 # --- what the worker left, compared with what it should have ------------------------------------
 
 
@@ -674,6 +951,8 @@ class Observed:
     dead_letters: list[Any]  # ConsumerRecords of the dead-letter topic
     chain_breaks: list[str]
     projection_diffs: list[str]
+    receipts: list[Mapping[str, Any]] = field(default_factory=list)  # command_receipts rows
+    results: list[Any] = field(default_factory=list)  # ConsumerRecords of the results topic
 
 
 @dataclass
@@ -691,6 +970,12 @@ class Verdict:
     dead_letters_found: int = 0
     lost: int = 0
     duplicated: int = 0
+    commands_expected: int = 0
+    commands_sent: int = 0
+    receipts_found: int = 0
+    results_published: int = 0
+    results_republished: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     def report(self, limit: int = 25) -> str:
         shown = "\n  ".join(self.problems[:limit])
@@ -705,7 +990,13 @@ def _header(record: Any, name: str) -> bytes | None:
     return None
 
 
-def compare(expected: Expected, observed: Observed, *, check_dead_letters: bool = True) -> Verdict:
+def compare(
+    expected: Expected,
+    observed: Observed,
+    *,
+    check_dead_letters: bool = True,
+    check_commands: bool = True,
+) -> Verdict:
     """Every difference between the expected and the observed end state, as readable problems.
 
     `lost` counts signals whose effect is missing (an occurrence or its event), committed events
@@ -725,6 +1016,8 @@ def compare(expected: Expected, observed: Observed, *, check_dead_letters: bool 
             verdict.problems.append(f"{table}: {count} duplicate row(s)")
             verdict.duplicated += count
     _compare_published(observed, verdict)
+    if check_commands and (expected.commands or observed.receipts):
+        _compare_commands(expected, observed, verdict)
     if check_dead_letters:
         _compare_dead_letters(expected, observed, verdict)
     verdict.problems.extend(f"verify: {item}" for item in observed.chain_breaks)
@@ -748,7 +1041,7 @@ def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict)
     evidence: dict[str, Counter[str]] = defaultdict(Counter)
     recovery_evidence: Counter[str] = Counter()
     for row in observed.evidence:
-        if row["kind"].endswith("_recovery"):
+        if row["kind"] == "recovery" or row["kind"].endswith("_recovery"):
             recovery_evidence[row["incident_key"]] += row["n"]
         else:
             evidence[row["incident_key"]][row["kind"]] += row["n"]
@@ -772,7 +1065,12 @@ def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict)
         verdict.duplicated += max(0, occurrences - want.count, len(trigger_events) - want.count)
         times = sorted(want.times)
         seen = (min(r["first_seen_at"] for r in rows), max(r["last_seen_at"] for r in rows))
-        resolved = [e for s in stored.values() for e in s if e["type"] == "incident.resolved"]
+        resolved = [
+            e
+            for s in stored.values()
+            for e in s
+            if e["type"] == "incident.resolved" and e.get("cause") != "command"
+        ]
         checks: dict[str, tuple[Any, Any]] = {
             "occurrence_count": (occurrences, want.count),
             "severity": (max((r["severity"] for r in rows), key=_SEVERITY_RANK.__getitem__),
@@ -782,8 +1080,11 @@ def _compare_incidents(expected: Expected, observed: Observed, verdict: Verdict)
             "episodes": ([r["episode"] for r in rows], list(range(1, len(rows) + 1))),
             "evidence": (dict(evidence.get(key, {})), dict(want.evidence)),
             "trigger event times": (sorted(e["occurred_at"] for e in trigger_events), times),
-            "lifecycle events": (
-                sorted({e["type"] for s in stored.values() for e in s} - set(TRIGGER_EVENTS)),
+            "lifecycle events (commands aside)": (
+                sorted(
+                    {e["type"] for s in stored.values() for e in s if e.get("cause") != "command"}
+                    - set(TRIGGER_EVENTS)
+                ),
                 ["incident.resolved"] if resolved else [],
             ),
             "recovery evidence": (recovery_evidence.get(key, 0) <= len(resolved), True),
@@ -851,6 +1152,85 @@ def _compare_published(observed: Observed, verdict: Verdict) -> None:
             problem(f"incident {key.decode()}: events published in seq order {seqs}")
 
 
+def _compare_commands(expected: Expected, observed: Observed, verdict: Verdict) -> None:
+    """SPEC §7.2: each commandId exactly one receipt with the expected outcome and reason, one
+    effect event (cause.command_id) when applied and none otherwise, and its outcome on the
+    results topic at least once, always with the same ce_id, body and ce_type."""
+    problem = verdict.problems.append
+    receipts: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in observed.receipts:
+        receipts[row["command_id"]].append(row)
+    effects: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in observed.events:
+        if event.get("command_id") is not None:
+            effects[event["command_id"]].append(event)
+    results: dict[str, list[Any]] = defaultdict(list)
+    for record in observed.results:
+        results[(record.key or b"").decode("utf-8", "replace")].append(record)
+    verdict.commands_expected = len(expected.commands)
+    verdict.commands_sent = expected.command_records
+    verdict.receipts_found = len(receipts.keys() & expected.commands.keys())
+    groups: dict[str, list[str]] = defaultdict(list)
+    for command_id, want in sorted(expected.commands.items()):
+        label = f"command {command_id} ({want.verb} {want.key!r})"
+        found = receipts.get(command_id, [])
+        if len(found) != 1:
+            problem(f"{label}: {len(found)} receipts, expected exactly one")
+            verdict.duplicated += max(0, len(found) - 1)
+            if not found:
+                verdict.lost += 1
+                continue
+        receipt = found[0]
+        outcome, reason = receipt["outcome"], receipt["reason"]
+        verdict.outcomes[outcome if reason is None else f"{outcome} {reason}"] += 1
+        if want.group is not None:
+            groups[want.group].append(outcome)
+        if outcome not in want.outcome.split("|") or reason != want.reason:
+            problem(f"{label}: {outcome} {reason}, expected {want.outcome} {want.reason}")
+        mine = effects.get(command_id, [])
+        wanted = 1 if outcome == "applied" else 0
+        if len(mine) != wanted:
+            problem(f"{label}: {len(mine)} effect events for a {outcome} outcome")
+            verdict.duplicated += max(0, len(mine) - wanted)
+            verdict.lost += max(0, wanted - len(mine))
+        for event in mine:
+            if event["type"] != VERB_EVENTS.get(want.verb):
+                problem(f"{label}: effect event of type {event['type']}")
+            if str(event["id"]) != str(receipt["event_id"]):
+                problem(f"{label}: receipt names event {receipt['event_id']}, not {event['id']}")
+            if want.key is not None and event["incident_key"] != want.key:
+                problem(f"{label}: effect on {event['incident_key']!r}")
+        published = results.get(command_id, [])
+        if not published:
+            problem(f"{label}: its outcome never reached the command results topic")
+            verdict.lost += 1
+            continue
+        verdict.results_published += 1
+        verdict.results_republished += len(published) - 1
+        headers = {(_header(r, "ce_id"), _header(r, "ce_type"), r.value) for r in published}
+        if len(headers) != 1:
+            problem(f"{label}: published {len(headers)} different ways (ce_id, ce_type, body)")
+        body = json.loads(published[0].value)
+        checks = {
+            "ce_type": (_header(published[0], "ce_type"), f"incident.command.{outcome}".encode()),
+            "body outcome": (body.get("outcome"), outcome),
+            "body reason": (body.get("reason"), reason),
+            "body commandId": (body.get("commandId"), command_id),
+            "body type": (body.get("type"), want.verb),
+        }
+        for name, (got, expected_value) in checks.items():
+            if got != expected_value:
+                problem(f"{label}: published {name} {got!r}, expected {expected_value!r}")
+    for group, outcomes in sorted(groups.items()):
+        if sorted(outcomes) != ["applied", *["noop"] * (len(outcomes) - 1)]:
+            problem(f"acknowledgements of {group!r}: outcomes {sorted(outcomes)}")
+    for command_id in sorted(receipts.keys() - expected.commands.keys()):
+        problem(f"a receipt for a command never sent: {command_id!r}")
+    for command_id in sorted(effects.keys() - expected.commands.keys()):
+        problem(f"an event caused by a command never sent: {command_id!r}")
+        verdict.duplicated += len(effects[command_id])
+
+
 def _compare_dead_letters(expected: Expected, observed: Observed, verdict: Verdict) -> None:
     """Every bad record dead-lettered (at least once) with its reason and its original bytes;
     no good record on the dead-letter topic."""
@@ -876,15 +1256,23 @@ SELECT incident_key, episode, id, severity, status, occurrence_count, first_seen
        last_seen_at, last_seq
 FROM incidents
 """
+#: Evidence a recovery attaches: kind `<source>_recovery` (seed sources), or the resolved alert
+#: or event itself (SPEC §8 sources keep their own kind: told apart by the payload).
 _EVIDENCE = """
-SELECT i.incident_key, e.kind, count(*) AS n
+SELECT i.incident_key,
+       CASE WHEN e.kind LIKE '%\\_recovery' OR e.payload->>'status' = 'resolved'
+                 OR e.payload#>>'{event,event_type}' = 'incident.resolved'
+            THEN 'recovery' ELSE e.kind END AS kind,
+       count(*) AS n
 FROM incident_evidence e JOIN incidents i ON i.id = e.incident_id
-GROUP BY i.incident_key, e.kind
+GROUP BY 1, 2
 """
 _EVENTS = """
-SELECT e.id, e.incident_id, i.incident_key, e.seq, e.type, e.occurred_at, e.hash
+SELECT e.id, e.incident_id, i.incident_key, e.seq, e.type, e.occurred_at, e.hash,
+       e.payload->'cause'->>'kind' AS cause, e.payload->'cause'->>'command_id' AS command_id
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 """
+_RECEIPTS = "SELECT command_id, type, outcome, reason, event_id, incident_id FROM command_receipts"
 _DUPLICATES = {
     "incidents": "SELECT count(*) - count(DISTINCT (incident_key, episode)) FROM incidents",
     "incident_evidence": "SELECT count(*) - count(DISTINCT (incident_id, sha256)) FROM incident_evidence",
@@ -901,6 +1289,7 @@ async def read_database(conn: Any) -> dict[str, Any]:
         "incidents": [dict(r) for r in await conn.fetch(_INCIDENTS)],
         "evidence": [dict(r) for r in await conn.fetch(_EVIDENCE)],
         "events": [dict(r) for r in await conn.fetch(_EVENTS)],
+        "receipts": [dict(r) for r in await conn.fetch(_RECEIPTS)],
         "duplicate_rows": {name: await conn.fetchval(sql) for name, sql in _DUPLICATES.items()},
         "chain_breaks": [str(b) for b in await verify_chains(conn)],
         "projection_diffs": [str(d) for d in await replay_check(conn)],
@@ -922,4 +1311,6 @@ async def observe(settings: Any) -> Observed:
         published = list(await topic.drain())
     async with reading(settings, settings.topic_dead_letter) as topic:
         dead_letters = list(await topic.drain())
-    return Observed(published=published, dead_letters=dead_letters, **database)
+    async with reading(settings, settings.topic_command_results) as topic:
+        results = list(await topic.drain())
+    return Observed(published=published, dead_letters=dead_letters, results=results, **database)

@@ -57,13 +57,10 @@ TICK_SECONDS = 0.05
 
 
 def topics_of(settings: Settings) -> dict[str, str]:
-    """Signal family → topic name."""
-    return {
-        "deploy_status": settings.topic_deploy_status,
-        "verification": settings.topic_verification,
-        "ecs": settings.topic_ecs,
-        "runner": settings.topic_runner,
-    }
+    """Signal family → topic name (`topic_<family>`), and "commands" → the commands topic."""
+    topics = {family: str(getattr(settings, f"topic_{family}")) for family in FAMILIES}
+    topics["commands"] = settings.topic_commands
+    return topics
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -181,6 +178,66 @@ class Feeder:
         pending.clear()
 
 
+class CommandFeeder:
+    """Produces command records (family "commands") in the background, each once the incident
+    key it `requires` is committed (commands commute with signals only on existing incidents),
+    in stream order otherwise; copies of a command go out as they come. It watches the database
+    through its own reconnecting connection, so it keeps going across every fault."""
+
+    def __init__(self, settings: Settings, records: Iterable[Record]) -> None:
+        self._settings = settings
+        self._records = list(records)
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    async def __aenter__(self) -> CommandFeeder:
+        self._task = asyncio.create_task(self._run(), name="command-feeder")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def finished(self, timeout: float = 180.0) -> None:
+        assert self._task is not None
+        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+
+    async def _run(self) -> None:
+        database = Database(self._settings.database_url.get_secret_value())
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            linger_ms=5,
+            acks="all",
+            request_timeout_ms=60_000,
+        )
+        await producer.start()
+        try:
+            waiting = list(self._records)
+            while waiting:
+                keys = await database.keys() or set()
+                ready = [
+                    r for r in waiting
+                    if r.command is None or r.command.requires is None
+                    or r.command.requires in keys
+                ]  # fmt: skip
+                if ready:
+                    chosen = {id(r) for r in ready}
+                    waiting = [r for r in waiting if id(r) not in chosen]
+                    futures = [
+                        await producer.send(self._settings.topic_commands, value=r.value, key=r.key)
+                        for r in ready
+                    ]
+                    for future in futures:
+                        await future
+                        self.sent += 1
+                await asyncio.sleep(0.2)
+        finally:
+            await producer.stop()
+            await database.close()
+
+
 # --- the workers --------------------------------------------------------------------------------
 
 
@@ -258,12 +315,29 @@ class Database:
 
     async def progress(self) -> tuple[int, int, int] | None:
         """(incidents, occurrences, outbox backlog): what has been committed so far."""
+        found = await self.progress_with_commands()
+        return None if found is None else found[:3]
+
+    async def progress_with_commands(self) -> tuple[int, int, int, int] | None:
+        """(incidents, occurrences, event and result outbox backlog, command receipts)."""
         row = await self.fetchrow(
             "SELECT (SELECT count(*) FROM incidents), "
             "(SELECT coalesce(sum(occurrence_count), 0) FROM incidents), "
-            "(SELECT count(*) FROM outbox)"
+            "(SELECT count(*) FROM outbox) + (SELECT count(*) FROM command_results_outbox), "
+            "(SELECT count(*) FROM command_receipts)"
         )
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    async def keys(self) -> set[str] | None:
+        """The incident keys committed so far (None while the database cannot be reached)."""
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self.url, timeout=2)
+            rows = await self._conn.fetch("SELECT DISTINCT incident_key FROM incidents", timeout=5)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            await self.close()
+            return None
+        return {r[0] for r in rows}
 
     async def occurrences(self) -> int:
         progress = await self.progress()
@@ -279,10 +353,10 @@ class Database:
 async def settle(database: Database, expected: Expected, *, timeout: float = 120.0) -> bool:
     """Wait until every expected incident and occurrence is committed and the outbox is empty.
     False after `timeout`: the comparison then says precisely what is missing."""
-    target = (len(expected.incidents), expected.occurrences, 0)
+    target = (len(expected.incidents), expected.occurrences, 0, len(expected.commands))
 
     async def done() -> bool:
-        return await database.progress() == target
+        return await database.progress_with_commands() == target
 
     try:
         await eventually(done, timeout=timeout, interval=0.2, what="the expected end state")
@@ -487,6 +561,8 @@ def soak_settings(postgres: EmbeddedPostgres, kafka: EmbeddedKafka, database: st
         **{f"topic_{family}": f"signals.{family}.{suffix}" for family in FAMILIES},
         topic_dead_letter=f"signals.dlq.{suffix}",
         topic_incident_events=f"incident.events.{suffix}",
+        topic_commands=f"incident.commands.{suffix}",
+        topic_command_results=f"incident.command-results.{suffix}",
         **SCENARIO_SETTINGS,
     )
 

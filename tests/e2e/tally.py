@@ -31,6 +31,14 @@ class Tally:
     lost: int = 0
     duplicated: int = 0
     problems: int = 0
+    commands_sent: int = 0  # command records produced (redeliveries included)
+    commands_expected: int = 0  # distinct commandIds
+    receipts_found: int = 0
+    results_published: int = 0
+    results_republished: int = 0
+    command_outcomes: Counter[str] = field(default_factory=Counter)
+    hostile_commands: int = 0
+    hostile_command_kinds: set[str] = field(default_factory=set)
 
     def sent(self, count: int) -> None:
         self.signals_sent += count
@@ -41,6 +49,10 @@ class Tally:
     def hostile(self, kind: str, count: int = 1) -> None:
         self.hostile_kinds.add(kind)
         self.hostile_inputs += count
+
+    def hostile_command(self, kind: str, count: int = 1) -> None:
+        self.hostile_command_kinds.add(kind)
+        self.hostile_commands += count
 
     def record(self, verdict: Verdict) -> None:
         """Add one scenario's end-state comparison."""
@@ -56,6 +68,12 @@ class Tally:
         self.lost += verdict.lost
         self.duplicated += verdict.duplicated
         self.problems += len(verdict.problems)
+        self.commands_sent += verdict.commands_sent
+        self.commands_expected += verdict.commands_expected
+        self.receipts_found += verdict.receipts_found
+        self.results_published += verdict.results_published
+        self.results_republished += verdict.results_republished
+        self.command_outcomes.update(verdict.outcomes)
 
     @property
     def empty(self) -> bool:
@@ -79,6 +97,16 @@ class Tally:
                 "expected": self.dead_letters_expected,
                 "found": self.dead_letters_found,
             },
+            "commands": {
+                "sent": self.commands_sent,
+                "distinct": self.commands_expected,
+                "receipts_found": self.receipts_found,
+                "outcomes_published": self.results_published,
+                "outcomes_republished": self.results_republished,
+                "outcomes": dict(sorted(self.command_outcomes.items())),
+                "hostile_tried": self.hostile_commands,
+                "hostile_kinds": len(self.hostile_command_kinds),
+            },
             "lost": self.lost,
             "duplicated": self.duplicated,
             "problems": self.problems,
@@ -86,6 +114,7 @@ class Tally:
 
     def lines(self) -> list[str]:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.command_outcomes.items())) or "none"
         return [
             f"signals sent:          {self.signals_sent}",
             f"faults injected:       {sum(self.faults.values())} ({faults})",
@@ -98,6 +127,13 @@ class Tally:
             f"(+{self.events_republished} at-least-once duplicates with the same ce_id)",
             f"dead letters:          expected {self.dead_letters_expected}, "
             f"found {self.dead_letters_found}",
+            f"commands:              sent {self.commands_sent} "
+            f"({self.commands_expected} distinct commandIds), receipts found "
+            f"{self.receipts_found}, outcomes published {self.results_published} "
+            f"(+{self.results_republished} republished with the same ce_id)",
+            f"command outcomes:      {outcomes}",
+            f"hostile commands:      {self.hostile_commands} "
+            f"({len(self.hostile_command_kinds)} kinds)",
             f"lost = {self.lost}, duplicated = {self.duplicated}, problems = {self.problems}",
         ]
 

@@ -5,6 +5,13 @@ incidents, occurrence counts, severities, evidence and events in PostgreSQL, eve
 event on `incident.events` in seq order, bad records on the dead-letter topic and nothing else
 there, `verify` and `replay --check` clean.
 
+Commands run in every stream too (`command_stream`): acknowledgements, annotations and
+rejections on the incidents the signals create, redelivered, produced as their incidents appear
+(`CommandFeeder`), so that they are in flight when the faults strike; each must end with exactly
+one receipt, at most one effect and its outcome on `incident.command-results`. External traffic
+(Alertmanager groups with firing and resolved alerts, PagerDuty incident events) is part of
+every stream as well.
+
 "Mid-stream" is made sure of: a tail of every stream is held back until the fault is over, so the
 worker always has work in flight and work to come when it is hit.
 """
@@ -30,11 +37,14 @@ from ingest_worker.service.kafka_clients import ensure_topics
 from tests.e2e.expected import (
     SHAPES,
     Expected,
+    ExpectedCommand,
     Observed,
     Record,
     Verdict,
+    command_stream,
     compare,
     expect,
+    identified_recoveries,
     key_time,
     observe,
     shape_of,
@@ -43,6 +53,7 @@ from tests.e2e.expected import (
 )
 from tests.e2e.process import worker_environment
 from tests.e2e.soak import (
+    CommandFeeder,
     Database,
     Feeder,
     Fleet,
@@ -57,6 +68,8 @@ from tests.e2e.soak import (
 )
 from tests.e2e.tally import TALLY
 from tests.sources import FIXTURES
+
+SOURCE_CASES = Path(__file__).parents[1] / "sources"
 
 pytestmark = pytest.mark.e2e
 
@@ -127,6 +140,46 @@ def test_expected_model_maps_the_seed_examples(
     assert {t.key: t.severity for t in touches(family, payload)} == keys
 
 
+#: Golden cases of SPEC §8 sources whose mapping the oracle restates (tests/sources/<name>/).
+GOLDEN_EXTERNAL = {
+    "alertmanager": [
+        "firing_two_alerts", "DERIVED_mixed_firing_resolved",
+        "resolved", "firing_endsAt_zero_am0.21", "DERIVED_renotified_other_group",
+    ],
+    "pagerduty": ["webhook_incident_triggered", "webhook_incident_resolved"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "case"), [(f, c) for f, cases in GOLDEN_EXTERNAL.items() for c in cases]
+)
+def test_expected_model_maps_external_sources_as_their_golden_cases_say(
+    family: str, case: str
+) -> None:
+    """The oracle's few lines for Alertmanager and PagerDuty agree with the reviewed golden
+    outputs (keys, severities, signal times, evidence kinds, recovery scopes and times)."""
+    payload = json.loads((SOURCE_CASES / family / f"{case}.json").read_text())
+    golden = json.loads((SOURCE_CASES / family / f"{case}.expected.json").read_text())
+    want_touches, want_recoveries = set(), set()
+    for item in golden["incidents"]:
+        if "recovery" in item:
+            recovery = item["recovery"]
+            want_recoveries.add((recovery["scope"], key_time(recovery["signal_time"])))
+        elif "incident_key" in item:
+            kinds = tuple(sorted(e["kind"] for e in item["evidence"]))
+            want_touches.add(
+                (item["incident_key"], item["severity"], key_time(item["signal_time"]), kinds)
+            )
+    found_touches = {
+        (t.key, t.severity, key_time(t.at.isoformat()), tuple(sorted(t.evidence)))
+        for t in touches(family, payload)
+    }
+    found_recoveries = {
+        (scope, key_time(at.isoformat())) for scope, at, _ in identified_recoveries(family, payload)
+    }
+    assert (found_touches, found_recoveries) == (want_touches, want_recoveries)
+
+
 def test_fault_streams_hold_every_shape_updates_escalations_redeliveries_and_bad_records() -> None:
     records = signal_stream(SEED, 3000)
     expected = expect(records)
@@ -149,6 +202,42 @@ def test_fault_streams_hold_every_shape_updates_escalations_redeliveries_and_bad
     ]
     assert escalated, "no incident whose severity could have been lowered by a later signal"
     assert signal_stream(SEED, 3000) == records, "streams must be reproducible from their seed"
+    external = [i for i in expected.incidents.values() if i.key.startswith(("alertmanager:",
+                "pagerduty:"))]  # fmt: skip
+    assert len(external) > 100, "too little external traffic"
+    assert any(expected.status_of(i) == "RESOLVED" for i in external)
+    assert any(expected.status_of(i) == "OPEN" for i in external)
+    groups = [r.payload for r in records if r.family == "alertmanager" and r.payload is not None]
+    assert any({a["status"] for a in g["alerts"]} == {"firing", "resolved"} for g in groups), (
+        "no Alertmanager group mixes firing and resolved alerts"
+    )
+
+
+def test_fault_streams_carry_commands_of_every_outcome_redelivered() -> None:
+    records = signal_stream(SEED, 3000)
+    commands = command_stream(SEED, records)
+    expected = expect([*records, *commands])
+    wanted: Counter[tuple[str, str | None]] = Counter(
+        (c.outcome, c.reason) for c in expected.commands.values()
+    )
+    assert {reason for _, reason in wanted} == {
+        None, "not_authorized", "rationale_required", "unknown_incident"
+    }  # fmt: skip
+    assert wanted[("applied", None)] >= 40 and wanted[("applied|noop", None)] >= 5
+    assert {c.verb for c in expected.commands.values()} >= {
+        "acknowledge", "annotate", "resolve", "change_severity"
+    }  # fmt: skip
+    assert len(commands) > len(expected.commands) * 1.2, "too few redelivered commands"
+    acknowledged = [
+        i for i in expected.incidents.values() if expected.status_of(i) == "ACKNOWLEDGED"
+    ]
+    assert len(acknowledged) >= 30
+    assert command_stream(SEED, records) == commands, "commands must be reproducible"
+    for command in expected.commands.values():
+        if command.requires is not None:
+            assert command.requires in expected.incidents
+        if command.outcome != "rejected" or command.reason != "unknown_incident":
+            assert isinstance(command, ExpectedCommand) and command.key in expected.incidents
 
 
 def test_oracle_counts_what_was_lost_and_what_was_duplicated() -> None:
@@ -169,6 +258,13 @@ def test_oracle_counts_what_was_lost_and_what_was_duplicated() -> None:
     assert verdict.duplicated == 1 and verdict.lost == 1  # an extra count, its event missing
     assert any("occurrence_count 2, expected 1" in p for p in verdict.problems)
 
+    # Commands: every one without its receipt is a problem and a loss.
+    records = signal_stream(SEED, 300)
+    commands = expect([*records, *command_stream(SEED, records)])
+    verdict = compare(commands, nothing, check_dead_letters=False)
+    missing = [p for p in verdict.problems if "receipts, expected exactly one" in p]
+    assert len(missing) == len(commands.commands) and verdict.lost >= len(commands.commands)
+
 
 # --- scenarios ----------------------------------------------------------------------------------
 
@@ -176,12 +272,13 @@ def test_oracle_counts_what_was_lost_and_what_was_duplicated() -> None:
 async def finish(
     fleet: Fleet, database: Database, records: list[Record], expected: Expected
 ) -> Verdict:
-    """Wait for the end state, stop the workers gracefully, compare, and tally."""
+    """Wait for the end state, stop the workers gracefully, compare, and tally. `records`:
+    the signals and the commands produced."""
     settled = await settle(database, expected)
     await database.close()
     codes = await fleet.stop_all()
     verdict = compare(expected, await observe(fleet.settings))
-    TALLY.sent(len(records))
+    TALLY.sent(sum(r.command is None for r in records))
     TALLY.record(verdict)
     assert not verdict.problems, f"seed {SEED}: {verdict.report()}"
     assert settled, "the end state was reached only after the workers stopped"
@@ -201,12 +298,16 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     settings = scenario_settings()
     await ensure_topics(settings)
     records = signal_stream(SEED + 1, 3000)
-    expected, hold_back = expect(records), 400
+    commands = command_stream(SEED + 1, records)
+    expected, hold_back = expect([*records, *commands]), 400
     head = held_back_occurrences(records, hold_back)
     database = Database(settings.database_url.get_secret_value())
     fleet = fleet_factory(settings)
     worker = await fleet.start()
-    async with Feeder(settings, records, rate=300, hold_back=hold_back) as feeder:
+    async with (
+        Feeder(settings, records, rate=300, hold_back=hold_back) as feeder,
+        CommandFeeder(settings, commands) as orders,
+    ):
         for _ in range(3):
             progress = max(0, await database.occurrences())
             # A random point a little further than where the current worker is now.
@@ -223,7 +324,8 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         )
         TALLY.fault("sigkill_in_transaction")
         await feeder.finished()
-    await finish(fleet, database, records, expected)
+        await orders.finished()
+    await finish(fleet, database, [*records, *commands], expected)
     # The audit commands, as an operator runs them, agree with the direct checks.
     environment = worker_environment(settings, 0)
     for command in (["verify"], ["replay", "--check"]):
@@ -248,15 +350,20 @@ async def test_postgres_outage_mid_stream_loses_nothing_and_dead_letters_no_good
     settings = scenario_settings()
     await ensure_topics(settings)
     records = signal_stream(SEED + 2, 2000)
+    commands = command_stream(SEED + 2, records)
     database = Database(settings.database_url.get_secret_value())
     fleet = fleet_factory(settings)
     worker = await fleet.start()
-    async with Feeder(settings, records, rate=300, hold_back=300) as feeder:
+    async with (
+        Feeder(settings, records, rate=300, hold_back=300) as feeder,
+        CommandFeeder(settings, commands) as orders,
+    ):
         await wait_for_occurrences(database, 1)
         await postgres_outage(embedded_postgres, worker, feeder, records=150)
         TALLY.fault("postgres_outage")
         await feeder.finished()
-    await finish(fleet, database, records, expect(records))
+        await orders.finished()
+    await finish(fleet, database, [*records, *commands], expect([*records, *commands]))
 
 
 async def test_broker_pause_mid_stream_loses_and_duplicates_nothing(
@@ -268,10 +375,14 @@ async def test_broker_pause_mid_stream_loses_and_duplicates_nothing(
     settings = scenario_settings(outbox_batch_size=2)
     await ensure_topics(settings)
     records = signal_stream(SEED + 3, 2000)
+    commands = command_stream(SEED + 3, records)
     database = Database(settings.database_url.get_secret_value())
     fleet = fleet_factory(settings)
     worker = await fleet.start()
-    async with Feeder(settings, records, rate=300, hold_back=300) as feeder:
+    async with (
+        Feeder(settings, records, rate=300, hold_back=300) as feeder,
+        CommandFeeder(settings, commands) as orders,
+    ):
         await wait_for_occurrences(database, 1)
         await broker_pause(embedded_kafka, worker)
         TALLY.fault("broker_pause")
@@ -285,7 +396,8 @@ async def test_broker_pause_mid_stream_loses_and_duplicates_nothing(
         )
         TALLY.fault("sigkill_while_publishing")
         await feeder.finished()
-    await finish(fleet, database, records, expect(records))
+        await orders.finished()
+    await finish(fleet, database, [*records, *commands], expect([*records, *commands]))
 
 
 async def test_second_worker_joining_then_first_sigkilled_loses_and_duplicates_nothing(
@@ -295,16 +407,21 @@ async def test_second_worker_joining_then_first_sigkilled_loses_and_duplicates_n
     settings = scenario_settings()
     await ensure_topics(settings)
     records = signal_stream(SEED + 4, 3000)
+    commands = command_stream(SEED + 4, records)
     database = Database(settings.database_url.get_secret_value())
     fleet = fleet_factory(settings)
     first = await fleet.start()
-    async with Feeder(settings, records, rate=300, hold_back=400) as feeder:
+    async with (
+        Feeder(settings, records, rate=300, hold_back=400) as feeder,
+        CommandFeeder(settings, commands) as orders,
+    ):
         await wait_for_occurrences(database, rng.randint(1, 300))
         second = await rebalance_then_sigkill(fleet, first, rng)
         TALLY.fault("rebalance_then_sigkill")
         await feeder.finished()
+        await orders.finished()
     assert fleet.running == [second]
-    await finish(fleet, database, records, expect(records))
+    await finish(fleet, database, [*records, *commands], expect([*records, *commands]))
 
 
 async def test_sigterm_during_a_large_batch_exits_zero_in_grace_and_a_restart_completes_the_work(
@@ -314,10 +431,12 @@ async def test_sigterm_during_a_large_batch_exits_zero_in_grace_and_a_restart_co
     settings = scenario_settings(batch_max_records=2000)
     await ensure_topics(settings)
     records = signal_stream(SEED + 5, 8000)
+    commands = command_stream(SEED + 5, records)
     async with Feeder(settings, records, rate=50_000) as feeder:
         await feeder.finished()  # a backlog: the worker starts on full 2000-record batches
     database = Database(settings.database_url.get_secret_value())
     fleet = fleet_factory(settings)
+    orders = await CommandFeeder(settings, commands).__aenter__()
     worker = await fleet.start()
     await wait_for_occurrences(database, 1)  # the first batch committed, the next one under way
     await asyncio.sleep(rng.uniform(0, 0.5))  # the seeded random SIGTERM instant
@@ -342,4 +461,8 @@ async def test_sigterm_during_a_large_batch_exits_zero_in_grace_and_a_restart_co
         await conn.close()
     assert committed < expect(records).occurrences, "SIGTERM came after the work was done"
     await fleet.start()
-    await finish(fleet, database, records, expect(records))
+    try:
+        await orders.finished()
+    finally:
+        await orders.__aexit__(None, None, None)
+    await finish(fleet, database, [*records, *commands], expect([*records, *commands]))

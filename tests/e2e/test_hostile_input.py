@@ -1,5 +1,6 @@
-"""Hostile input: the corpus of `corpus.py` (more than 30 kinds, each on every signal topic) goes
-through ONE `ingest-worker run` process, every hostile record between two good ones on the same
+"""Hostile input: the corpus of `corpus.py` (more than 30 kinds, each on every signal topic of the
+fault streams, the byte-level ones on every registered source's topic, and more than 20 kinds of
+hostile commands on the commands topic) goes through ONE `ingest-worker run` process, every hostile record between two good ones on the same
 partition. Each must end on the dead-letter topic with its reason and its original bytes, or be
 stored exactly as sent; the good records around them must be processed; the worker must keep
 going; and no planted secret may be stored, published or logged.
@@ -24,17 +25,23 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ingest_worker.service.config import Settings
+from ingest_worker.service.config import Settings, topic_field
 from ingest_worker.service.kafka_clients import ensure_topics
+from ingest_worker.sources.registry import SOURCES
 from ingest_worker.store.migrations import migrate
 from tests.conftest import ServiceEndpoints
 from tests.e2e.corpus import (
+    BYTE_KINDS,
+    COMMAND_KINDS,
+    COMMAND_SECRET_KINDS,
     KINDS,
     MAX_MESSAGE_BYTES,
     Case,
     Corpus,
+    build_command_corpus,
     build_corpus,
     dumps,
+    good_command,
     padded,
 )
 from tests.e2e.expected import (
@@ -56,7 +63,6 @@ from tests.e2e.soak import (
     Database,
     Fleet,
     http_status,
-    topics_of,
 )
 from tests.e2e.tally import TALLY
 from tests.support import eventually, reading
@@ -81,6 +87,8 @@ TOPIC_SPECIFIC_KINDS = {"missing_field_the_key_needs"}
 #: Phases of the corpus run and how long each may take: cases that have broken the worker before
 #: come after the ordinary ones, so that such a failure hides nothing else.
 PHASES = {"ordinary": 120.0, "binary_headers": 30.0, "oversize": 60.0}
+#: How long the command corpus (after the signal phases) may take.
+COMMAND_PHASE_SECONDS = 60.0
 #: A value every deploy-status incident stores and publishes (its reason code): the secret scans
 #: must find it, which proves they look where the data is.
 CANARY = "HEALTH_FAIL"
@@ -94,7 +102,10 @@ def test_corpus_has_at_least_30_kinds_each_on_every_signal_topic() -> None:
     assert len(families) >= 30 and len(KINDS) == len(families)
     for name, seen in families.items():
         if name not in TOPIC_SPECIFIC_KINDS:
-            assert seen == set(FAMILIES), f"{name} is not tried on {set(FAMILIES) - seen}"
+            assert seen >= set(FAMILIES), f"{name} is not tried on {set(FAMILIES) - seen}"
+    settings = {source.setting for source in SOURCES}
+    for name in BYTE_KINDS:
+        assert families[name] >= settings, f"{name} is not tried on {settings - families[name]}"
     reasons = Counter(case.reason or "processed" for case in corpus)
     assert set(reasons) == {
         "invalid_encoding",
@@ -105,8 +116,22 @@ def test_corpus_has_at_least_30_kinds_each_on_every_signal_topic() -> None:
         "empty_value",
         "processed",
     }
-    assert {c.shape for c in corpus} == set(SHAPES)
+    assert {c.shape for c in corpus} >= set(SHAPES)
     assert len(corpus.secrets) >= 100
+
+
+def test_command_corpus_has_at_least_20_kinds_dead_lettered_or_rejected_with_a_reason() -> None:
+    cases = build_command_corpus(SEED, ["ecs_stopped:c:t:2024-05-01T00:00:00Z"])
+    assert len({c.kind for c in cases}) == len(COMMAND_KINDS) >= 20
+    dead = Counter(c.reason for c in cases if c.reason is not None)
+    outcomes = Counter(c.command for c in cases if c.command is not None)
+    assert set(dead) == {"schema_violation", "invalid_json", "invalid_encoding", "too_large",
+                         "empty_value"}  # fmt: skip
+    assert {reason for _, reason in outcomes} == {
+        None, "unknown_incident", "not_authorized", "rationale_required", "stale",
+        "transition_not_allowed", "idempotency_key_reused",
+    }  # fmt: skip
+    assert all((c.reason is None) == (c.command is not None) for c in cases)
 
 
 # --- running the corpus -------------------------------------------------------------------------
@@ -135,6 +160,11 @@ class CorpusRun:
     verdict: Verdict
     primary_evidence: dict[str, list[dict[str, Any]]]  # incident key -> primary evidence rows
     leaked: dict[str, list[str]]  # where -> planted secrets found there
+    command_leaked: dict[str, list[str]]  # the same for secrets planted in valid commands
+    commands: list[Case]
+    receipts: dict[str, dict[str, Any]]  # commandId -> its receipt
+    command_events: dict[str, list[dict[str, Any]]]  # commandId -> events it caused
+    redacted_command_texts: int  # rationale/note of command events that hold [REDACTED]
     log: str
     settled: dict[str, bool]  # phase -> everything processed in time
     alive_after: bool
@@ -146,6 +176,14 @@ def neighbour(number: int) -> tuple[str, dict[str, Any]]:
     """A good signal (family, payload) with keys of its own, shapes in turn."""
     shape = SHAPES[number % len(SHAPES)]
     return SHAPE_FAMILY[shape], good_signal(shape, 20_000_000 + number * 10)
+
+
+def topics_of(settings: Settings) -> dict[str, str]:
+    """Topic setting of every registered source (`topic_<setting>`) → its topic, and
+    "commands" → the commands topic."""
+    topics = {source.setting: settings.topic_of(source) for source in SOURCES}
+    topics["commands"] = settings.topic_commands
+    return topics
 
 
 async def produce_placed(settings: Settings, cases: list[Case], first: int) -> list[Placed]:
@@ -186,9 +224,63 @@ async def produce_placed(settings: Settings, cases: list[Case], first: int) -> l
         await producer.stop()
 
 
+async def produce_commands(settings: Settings, cases: list[Case], first: int) -> list[Placed]:
+    """Each command case between two good commands (annotations of its target, applied), all on
+    partition 0 of the commands topic, in this order. Placed.payload: the command (or None)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        max_request_size=PRODUCER_MAX_REQUEST,
+        acks="all",
+        request_timeout_ms=120_000,
+    )
+    await producer.start()
+    try:
+        sent: list[tuple[Placed, Any]] = []
+        for index, case in enumerate(cases, start=first):
+            target = (case.key or b"").decode()
+            around = [good_command(2 * index + n, target, commandId=f"corpus-good-{2 * index + n}")
+                      for n in (0, 1)]  # fmt: skip
+            for item, value, key, headers, command in (
+                (None, dumps(around[0]), case.key, [], around[0]),
+                (case, case.value, case.key, list(case.headers), case.payload),
+                (None, dumps(around[1]), case.key, [], around[1]),
+            ):
+                future = await producer.send(
+                    settings.topic_commands, value=value, key=key, headers=headers, partition=0
+                )
+                placed = Placed(item, "commands", settings.topic_commands, 0, -1, value, command)
+                sent.append((placed, future))
+        for placed, future in sent:
+            placed.offset = (await future).offset
+        return [p for p, _ in sent]
+    finally:
+        await producer.stop()
+
+
+async def until_commands_processed(
+    database: Database, settings: Settings, receipts: int, dead_letters: int, timeout: float
+) -> bool:
+    try:
+        async with reading(settings, settings.topic_dead_letter) as dlq:
+
+            async def done() -> bool:
+                found = await database.progress_with_commands()
+                if found is None or found[3] < receipts or found[2] != 0:
+                    return False
+                await dlq.drain(quiet_for=0.1)
+                return len(dlq.records) >= dead_letters
+
+            await eventually(done, timeout=timeout, interval=0.2, what="the commands processed")
+    except AssertionError:
+        return False
+    return True
+
+
 def expectation(placed: list[Placed]) -> Expected:
     expected = Expected()
     for item in placed:
+        if item.family == "commands":
+            continue
         if item.payload is not None:
             expected.add_signal(item.family, item.payload)
     return expected
@@ -232,7 +324,8 @@ async def scan_database(conn: asyncpg.Connection, secrets: set[str]) -> dict[str
     columns = await conn.fetch(
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() "
-        "AND table_name IN ('incidents', 'incident_evidence', 'incident_events') "
+        "AND table_name IN ('incidents', 'incident_evidence', 'incident_events', "
+        "'command_receipts', 'command_results_outbox') "
         "AND data_type IN ('text', 'jsonb', 'ARRAY', 'character varying')"
     )
     assert len(columns) >= 12, "the scan does not see the store's columns"
@@ -287,7 +380,7 @@ async def fresh_database(services: ServiceEndpoints) -> AsyncIterator[str]:
 
 def corpus_settings(services: ServiceEndpoints, database_url: str) -> Settings:
     suffix = uuid.uuid4().hex[:10]
-    topics = {f"topic_{family}": f"signals.{family}.{suffix}" for family in FAMILIES}
+    topics = {topic_field(source): f"{source.topic}.{suffix}" for source in SOURCES}
     return Settings(
         kafka_bootstrap_servers=services.bootstrap_servers,
         database_url=database_url,
@@ -295,6 +388,8 @@ def corpus_settings(services: ServiceEndpoints, database_url: str) -> Settings:
         **topics,
         topic_dead_letter=f"signals.dlq.{suffix}",
         topic_incident_events=f"incident.events.{suffix}",
+        topic_commands=f"incident.commands.{suffix}",
+        topic_command_results=f"incident.command-results.{suffix}",
         max_message_bytes=MAX_MESSAGE_BYTES,
         http_port=0,
         **SCENARIO_SETTINGS,
@@ -329,6 +424,21 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
         settled[phase] = await until_processed(
             database, settings, expectation(placed), rejected, timeout=timeout
         )
+    # Commands, against incidents the signal phases created (ECS ones: nothing resolves them).
+    targets = sorted(
+        t.key
+        for p in placed
+        if p.case is None and p.payload is not None and p.family == "ecs"
+        for t in touches(p.family, p.payload)
+    )[:5]
+    commands = build_command_corpus(SEED, targets)
+    placed += await produce_commands(settings, commands, len(placed))
+    valid = {p.payload["commandId"] for p in placed if p.family == "commands"
+             and p.payload is not None and (p.case is None or p.case.reason is None)}  # fmt: skip
+    rejected = sum(1 for p in placed if p.case is not None and p.case.reason is not None)
+    settled["commands"] = await until_commands_processed(
+        database, settings, len(valid), rejected, timeout=COMMAND_PHASE_SECONDS
+    )
     await database.close()
     alive = worker.proc is not None and worker.proc.poll() is None
     ready = await asyncio.to_thread(http_status, worker.http_port, "/readyz") == 200
@@ -337,22 +447,45 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
 
     expected = expectation(placed)
     observed = await observe(settings)
-    verdict = compare(expected, observed, check_dead_letters=False)
+    # Commands are checked by their own test (their outcomes are the corpus' own).
+    verdict = compare(expected, observed, check_dead_letters=False, check_commands=False)
     log = "\n".join(path.read_text(errors="replace") for path in fleet.logs())
-    searched = {*corpus.secrets, CANARY}
+    # Secrets of the signal corpus and of the commands the worker must refuse (dead letters);
+    # those planted in valid commands are searched apart (COMMAND_SECRET_KINDS).
+    in_commands = {s for c in commands if c.kind in COMMAND_SECRET_KINDS for s in c.secrets}
+    planted = {*corpus.secrets, *(s for c in commands for s in c.secrets)} - in_commands
+    searched = {*planted, CANARY}
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
         evidence = await primary_evidence(conn)
         leaked = await scan_database(conn, searched)
+        command_leaked = await scan_database(conn, in_commands)
+        receipts = {r["command_id"]: dict(r) for r in await conn.fetch(
+            "SELECT command_id, outcome, reason, event_id FROM command_receipts")}  # fmt: skip
+        command_events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in await conn.fetch(
+            "SELECT id, type, payload->'cause'->>'command_id' AS command_id FROM incident_events "
+            "WHERE payload->'cause'->>'kind' = 'command'"
+        ):
+            command_events[row["command_id"]].append(dict(row))
+        redacted_texts = await conn.fetchval(
+            "SELECT count(*) FROM incident_events, LATERAL (VALUES (payload->>'rationale'), "
+            "(payload->>'note')) AS t(text) WHERE payload->'cause'->>'kind' = 'command' "
+            "AND t.text LIKE 'deploy failed: %' AND t.text LIKE '%[REDACTED]%'"
+        )
     finally:
         await conn.close()
-    leaked.update(scan_records(observed.published, searched, "incident.events"))
     # The DLQ keeps the original bytes by contract: only what the worker adds there is scanned.
     added = [_only_headers(r, "x-dlq-error", "x-dlq-reason") for r in observed.dead_letters]
-    leaked.update(scan_records(added, searched, "dead-letter"))
-    if in_log := sorted(s for s in corpus.secrets if s in log):
-        leaked["worker log"] = in_log
+    for found, secrets in ((leaked, searched), (command_leaked, in_commands)):
+        found.update(scan_records(observed.published, secrets, "incident.events"))
+        found.update(scan_records(observed.results, secrets, "incident.command-results"))
+        found.update(scan_records(added, secrets, "dead-letter"))
+        if in_log := sorted(s for s in secrets - {CANARY} if s in log):
+            found["worker log"] = in_log
     _tally(corpus, placed, verdict, observed)
+    for case in commands:
+        TALLY.hostile_command(case.kind)
     return CorpusRun(
         corpus=corpus,
         settings=settings,
@@ -362,6 +495,11 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
         verdict=verdict,
         primary_evidence=evidence,
         leaked=leaked,
+        command_leaked=command_leaked,
+        commands=commands,
+        receipts=receipts,
+        command_events=dict(command_events),
+        redacted_command_texts=int(redacted_texts),
         log=log,
         settled=settled,
         alive_after=alive,
@@ -470,7 +608,7 @@ def test_valid_hostile_records_are_stored_exactly_as_sent(corpus_run: CorpusRun)
     problems = []
     for item in corpus_run.placed:
         case = item.case
-        if case is None or case.reason is not None:
+        if case is None or case.reason is not None or case.shape == "command":
             continue
         assert case.payload is not None
         label = f"{case.kind} on {case.shape}"
@@ -489,6 +627,8 @@ def test_valid_hostile_records_are_stored_exactly_as_sent(corpus_run: CorpusRun)
                 )
             if case.round_trip:
                 sent = parsed_form(case.family, case.payload)
+                if case.shape == "alertmanager":  # the evidence is the alert (one per group)
+                    sent = {**case.payload["alerts"][0], "endsAt": None}
                 difference = _difference(sent, row["payload"], "")
                 if difference:
                     problems.append(f"{label}: stored evidence differs at {difference}")
@@ -563,6 +703,65 @@ def test_no_planted_secret_is_stored_published_or_logged(corpus_run: CorpusRun) 
         if "[REDACTED]" in json.dumps(row["payload"])
     ]
     assert len(redacted) >= 6, "the secrets cases were not stored at all: nothing was scanned"
+
+
+def test_every_valid_hostile_command_gets_its_outcome_and_the_good_ones_around_are_applied(
+    corpus_run: CorpusRun,
+) -> None:
+    """Each valid command of the corpus: the outcome and reason SPEC §7.2 gives it, published on
+    incident.command-results (the rejections too: they are never dead letters); an effect only
+    when applied; the good annotations around every hostile command applied, once each."""
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in corpus_run.observed.results:
+        results[(record.key or b"").decode("utf-8", "replace")].append(json.loads(record.value))
+    problems = []
+    for item in corpus_run.placed:
+        if item.family != "commands" or item.payload is None:
+            continue
+        case = item.case
+        if case is not None and case.command is None:
+            continue  # a dead letter: checked by the dead-letter test
+        want = ("applied", None) if case is None else case.command
+        command_id = item.payload["commandId"]
+        label = f"{case.kind if case else 'good neighbour'} ({command_id[:60]!r})"
+        published = {(r["outcome"], r["reason"]) for r in results.get(command_id, [])}
+        if want not in published:
+            problems.append(f"{label}: outcome {want} not published (found {published})")
+        receipt = corpus_run.receipts.get(command_id)
+        if receipt is None:
+            problems.append(f"{label}: no receipt")
+            continue
+        if want[1] != "idempotency_key_reused":  # the receipt is the first command's
+            if (receipt["outcome"], receipt["reason"]) != want:
+                problems.append(f"{label}: receipt {receipt['outcome']} {receipt['reason']}")
+            effects = corpus_run.command_events.get(command_id, [])
+            if len(effects) != (want[0] == "applied"):
+                problems.append(f"{label}: {len(effects)} effect events")
+    assert not problems, f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:40])
+    late = [phase for phase, done in corpus_run.settled.items() if not done]
+    assert not late, f"phases not processed in time: {late}"
+
+
+def test_no_secret_planted_in_a_command_is_stored_published_or_logged(
+    corpus_run: CorpusRun,
+) -> None:
+    """Credentials pasted into a command's rationale and note (a GitHub token, an AWS key, a
+    bearer token, a JWT, a URL password) are redacted like every free text (SPEC §5): they
+    appear in no table (command_receipts.result included), on no topic (events, command
+    results), in no log line."""
+    planted = {s for c in corpus_run.commands if c.kind in COMMAND_SECRET_KINDS for s in c.secrets}
+    assert len(planted) >= 5
+    applied = [
+        c for c in corpus_run.commands
+        if c.kind in COMMAND_SECRET_KINDS
+        and corpus_run.receipts.get(c.payload["commandId"] if c.payload else "", {}).get("outcome")
+        == "applied"
+    ]  # fmt: skip
+    assert applied, "the command with the secrets was not applied: nothing was scanned"
+    assert corpus_run.command_leaked == {}
+    assert corpus_run.redacted_command_texts >= 2, (
+        "the redacted rationale and note were not stored: the scan proves nothing"
+    )
 
 
 # --- minimal reproductions of the corpus' findings ----------------------------------------------
