@@ -1,21 +1,33 @@
 """`python -m bench` (`make bench`): the worker against the naive approach and the machine's limits.
 
     python -m bench [--signals 200000] [--redeliveries 0.2] [--invalid 0.02] [--rates 1000,5000]
-                    [--duration 30] [--naive-signals 5000] [--quick] [--profile]
-                    [--worker-env KEY=VALUE ...] [--skip naive,limits,latency,saturation-latency]
+                    [--recoveries 0.10] [--commands 0.05] [--external 0.15]
+                    [--duration 30] [--naive-signals 5000] [--family-signals 20000] [--quick]
+                    [--profile] [--worker-env KEY=VALUE ...]
+                    [--skip naive,limits,saturation,families,latency,saturation-latency]
 
 One run, one machine, one data set: embedded PostgreSQL (fsync on) and the embedded broker are
-started once; every phase gets a fresh database and its own topics (3 partitions each).
+started once; every phase gets a fresh database and its own topics (3 partitions each, one per
+registered source plus the commands topic: `harness.Topics`, from the source registry).
 
-1. generate the stream (seeded) and pre-produce it;
+The stream (bench/generate.py) is what the finished product consumes: of the new, valid records
+~70% seed triggers, 10% recoveries (GREEN / passed / success in an earlier trigger's scope),
+5% lifecycle commands on `incident.commands`, 15% external payloads (Alertmanager and Grafana
+groups firing then resolved, PagerDuty Webhooks v3 / Events API v2 triggered, acknowledged,
+resolved, CloudWatch ALARM then OK); plus redeliveries and invalid records of every family.
+
+1. generate the stream (seeded) and pre-produce its signals;
 2. limits: consume-only, then write-only (the statements of `store.apply_batch` replayed from
    memory; `apply_batch` itself from memory is reported too);
 3. naive per-signal orchestrator (bench/naive.py) on the first `--naive-signals` records;
 4. saturation: `ingest-worker run` on the pre-produced stream, timed from readiness to the last
-   offset commit and to the last event published;
-5. latency: a fresh stream per offered load, produced at that rate (open loop) while the worker
+   offset commit and to the last event published; commands are produced while it runs, each once
+   the worker has committed the signals before it (see `runs.saturation`);
+5. families: a saturation run per source family alone (`--family-signals` records each);
+6. latency: a fresh stream per offered load, produced at that rate (open loop) while the worker
    runs; then once more at the measured saturation throughput;
-6. bench/results/<name>.json, .md and .png.
+7. bench/results/<name>.json, .md and .png: throughput, CPU per signal per process, latency,
+   throughput per source family, command outcomes, and the correctness of every worker run.
 
 `--profile` instead runs the saturation phase (100,000 signals) with the worker under
 pyinstrument and writes bench/results/profile.{json,md} (flat times, summary) and
@@ -37,15 +49,15 @@ from typing import Any
 
 from ingest_worker.service.embedded import embedded_services
 
-from .generate import StreamSpec, check_sample, generate
+from .generate import EXTERNAL_KINDS, FAMILY, SEED_KINDS, StreamSpec, check_sample, generate
 from .harness import Topics, create_topics, log, produce_all, quiesce_postgres
 from .limits import consume_only, write_only
 from .naive import run_naive
 from .report import cpu_budget, machine, ratios, targets, write
-from .runs import Context, latency, saturation
+from .runs import Context, latency, saturation, split_deferred
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("limits", "naive", "saturation", "latency", "saturation-latency")
+PHASES = ("limits", "naive", "saturation", "families", "latency", "saturation-latency")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +89,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.05,
         help="share of EventBridge / GitHub webhook shapes on the ECS / runner topics",
+    )
+    p.add_argument(
+        "--recoveries",
+        type=float,
+        default=0.10,
+        help="share of new records that are recovery signals of the seed kinds",
+    )
+    p.add_argument(
+        "--commands", type=float, default=0.05, help="share of new records that are commands"
+    )
+    p.add_argument(
+        "--external",
+        type=float,
+        default=0.15,
+        help="share of new records that are external payloads (Alertmanager, PagerDuty, …)",
+    )
+    p.add_argument(
+        "--family-signals",
+        type=int,
+        help="records per single-family saturation run (20000; --quick 2000)",
     )
     p.add_argument("--rates", default="1000,5000", help="offered loads for latency, signals/s")
     p.add_argument("--duration", type=float, help="seconds per offered load (30; --quick 5)")
@@ -116,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.duration is None:
         args.duration = 5.0 if args.quick else 30.0
+    if args.family_signals is None:
+        args.family_signals = 2000 if args.quick else 20_000
     if args.naive_signals is None:
         args.naive_signals = 300 if args.quick else 5000
     if args.name is None:
@@ -138,7 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def spec_for(args: argparse.Namespace, signals: int, seed: int) -> StreamSpec:
+def spec_for(
+    args: argparse.Namespace, signals: int, seed: int, only: str | None = None
+) -> StreamSpec:
     return StreamSpec(
         signals=signals,
         redeliveries=args.redeliveries,
@@ -146,8 +182,52 @@ def spec_for(args: argparse.Namespace, signals: int, seed: int) -> StreamSpec:
         ignored=args.ignored,
         updates=args.updates,
         envelopes=args.envelopes,
+        recoveries=args.recoveries,
+        commands=args.commands,
+        external=args.external,
         seed=seed,
+        only=only,
     )
+
+
+#: Per-family runs keep their figures, not their time series.
+_FAMILY_KEYS = (
+    "records",
+    "expected_events",
+    "startup_seconds",
+    "seconds_to_last_event",
+    "throughput_to_last_commit",
+    "throughput_to_last_event",
+    "events_per_second",
+    "cpu_seconds",
+    "cpu_seconds_per_10k_signals",
+    "peak_rss_mib",
+    "worker_batches",
+    "checks",
+)
+
+
+async def families(args: argparse.Namespace, ctx: Context) -> list[dict[str, Any]]:
+    """One saturation run per source family alone (its triggers, recoveries and lifecycle,
+    with the same redelivery and invalid fractions): what each family costs."""
+    out = []
+    for k, kind in enumerate((*SEED_KINDS, *EXTERNAL_KINDS)):
+        stream = generate(spec_for(args, args.family_signals, args.seed + 50 + k, only=kind))
+        check_sample(stream, sample=100)
+        topics = Topics(f"fam{k}")
+        await create_topics(ctx.bootstrap, topics.all())
+        await produce_all(ctx.bootstrap, topics, split_deferred(stream)[0])
+        await quiesce_postgres(ctx.admin_url)
+        run = await saturation(ctx, stream, topics, name=f"family-{kind}")
+        entry = {key: run[key] for key in _FAMILY_KEYS}
+        entry["kind"] = kind
+        entry["family"] = FAMILY[kind]
+        entry["effects"] = stream.summary()["effects"]
+        entry["shapes"] = dict(stream.shapes)
+        out.append(entry)
+        del stream
+        gc.collect()
+    return out
 
 
 async def run_all(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -172,23 +252,27 @@ async def run_all(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         "argv": sys.argv[1:],
     }
     topics = Topics("sat")
+    topics.check_worker_env()
     await create_topics(ctx.bootstrap, topics.all())
-    results["produce_rate"] = round(await produce_all(ctx.bootstrap, topics, stream.records), 1)
-    log(f"produced the stream at {results['produce_rate']:,.0f} records/s")
+    pre, _ = split_deferred(stream)
+    results["produce_rate"] = round(await produce_all(ctx.bootstrap, topics, pre), 1)
+    log(f"produced the stream's {len(pre):,} signals at {results['produce_rate']:,.0f} records/s")
 
     if "limits" not in args.skip:
-        results["consume_only"] = await consume_only(ctx.bootstrap, topics, len(stream.records))
+        results["consume_only"] = await consume_only(ctx.bootstrap, topics, len(pre))
         results["write_only"] = await write_only(ctx.admin_url, stream.records)
         gc.collect()
     if "naive" not in args.skip:
         results["naive"] = await run_naive(
-            ctx.bootstrap, ctx.admin_url, topics, min(args.naive_signals, len(stream.records))
+            ctx.bootstrap, ctx.admin_url, topics, min(args.naive_signals, len(pre))
         )
     if "saturation" not in args.skip:
         await quiesce_postgres(ctx.admin_url)
         results["saturation"] = await saturation(ctx, stream, topics)
-    del stream
+    del stream, pre
     gc.collect()
+    if "families" not in args.skip:
+        results["families"] = await families(args, ctx)
 
     results["latency"] = []
     rates: list[tuple[float, str]] = []
@@ -247,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     print(paths["md"].read_text(encoding="utf-8"))
     log(f"done in {results['total_seconds']:.0f}s: {paths['md']}, {paths['json']}, {paths['png']}")
     failed = [
-        r for r in [results.get("saturation"), *results["latency"]] if r and not r["checks"]["ok"]
+        r
+        for r in [results.get("saturation"), *results["latency"], *results.get("families", [])]
+        if r and not r["checks"]["ok"]
     ]
     return 1 if failed else 0
 

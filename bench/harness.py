@@ -21,7 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from ingest_worker.service.config import Settings, topic_field
 from ingest_worker.service.embedded import EmbeddedServices, free_port
+from ingest_worker.sources.commands import COMMANDS
+from ingest_worker.sources.registry import SOURCES
 
 from .generate import GenRecord
 
@@ -36,18 +39,20 @@ def log(message: str) -> None:
 # ------------------------------------------------------------ topics
 @dataclass(frozen=True)
 class Topics:
-    """The topic names of one phase (every phase has its own, so phases never see each other)."""
+    """The topic names of one phase (every phase has its own, so phases never see each other).
+
+    Derived from the source registry (`SOURCES`, each source's default topic and its
+    `INGEST_TOPIC_<SETTING>` variable) plus the commands topic, so that a new source needs no
+    line here; `worker_env` is checked against `Settings.source_topics`."""
 
     prefix: str
 
     @property
     def by_kind(self) -> dict[str, str]:
-        return {
-            "deploy_status": f"{self.prefix}.signals.deploy-status",
-            "verification": f"{self.prefix}.signals.verification",
-            "ecs_stopped": f"{self.prefix}.signals.ecs",
-            "runner": f"{self.prefix}.signals.runner",
-        }
+        """Source name (and `commands`) → topic."""
+        topics = {s.name: f"{self.prefix}.{s.topic}" for s in SOURCES}
+        topics[COMMANDS.name] = f"{self.prefix}.{COMMANDS.topic}"
+        return topics
 
     @property
     def kind_of(self) -> dict[str, str]:
@@ -55,6 +60,7 @@ class Topics:
 
     @property
     def signals(self) -> list[str]:
+        """Every topic the worker consumes (the source topics and the commands topic)."""
         return list(self.by_kind.values())
 
     @property
@@ -65,11 +71,17 @@ class Topics:
     def events(self) -> str:
         return f"{self.prefix}.incident.events"
 
-    def all(self) -> list[str]:
-        return [*self.signals, self.dead_letter, self.events]
+    @property
+    def command_results(self) -> str:
+        return f"{self.prefix}.incident.command-results"
 
-    def signal_partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t in self.signals for p in range(PARTITIONS)]
+    def all(self) -> list[str]:
+        return [*self.signals, self.dead_letter, self.events, self.command_results]
+
+    def signal_partitions(self, kinds: Iterable[str] | None = None) -> list[TopicPartition]:
+        by_kind = self.by_kind
+        names = self.signals if kinds is None else [by_kind[k] for k in kinds]
+        return [TopicPartition(t, p) for t in names for p in range(PARTITIONS)]
 
     def event_partitions(self) -> list[TopicPartition]:
         return [TopicPartition(self.events, p) for p in range(PARTITIONS)]
@@ -77,16 +89,41 @@ class Topics:
     def dead_letter_partitions(self) -> list[TopicPartition]:
         return [TopicPartition(self.dead_letter, p) for p in range(PARTITIONS)]
 
+    def result_partitions(self) -> list[TopicPartition]:
+        return [TopicPartition(self.command_results, p) for p in range(PARTITIONS)]
+
     def worker_env(self) -> dict[str, str]:
         by_kind = self.by_kind
-        return {
-            "INGEST_TOPIC_DEPLOY_STATUS": by_kind["deploy_status"],
-            "INGEST_TOPIC_VERIFICATION": by_kind["verification"],
-            "INGEST_TOPIC_ECS": by_kind["ecs_stopped"],
-            "INGEST_TOPIC_RUNNER": by_kind["runner"],
-            "INGEST_TOPIC_DEAD_LETTER": self.dead_letter,
-            "INGEST_TOPIC_INCIDENT_EVENTS": self.events,
-        }
+        env = {f"INGEST_{topic_field(s).upper()}": by_kind[s.name] for s in SOURCES}
+        env.update(
+            {
+                "INGEST_TOPIC_COMMANDS": by_kind[COMMANDS.name],
+                "INGEST_TOPIC_COMMAND_RESULTS": self.command_results,
+                "INGEST_TOPIC_DEAD_LETTER": self.dead_letter,
+                "INGEST_TOPIC_INCIDENT_EVENTS": self.events,
+            }
+        )
+        return env
+
+    def check_worker_env(self) -> None:
+        """The worker, reading `worker_env()`, consumes exactly these topics (Settings says)."""
+        saved = {k: v for k, v in os.environ.items() if k.startswith("INGEST_")}
+        try:
+            for k in saved:
+                del os.environ[k]
+            os.environ.update(self.worker_env())
+            settings = Settings()
+        finally:
+            for k in [k for k in os.environ if k.startswith("INGEST_")]:
+                del os.environ[k]
+            os.environ.update(saved)
+        seen = {t: s.name for t, s in settings.source_topics().items()}
+        seen[settings.topic_commands] = COMMANDS.name
+        expected = self.kind_of
+        if seen != expected or settings.topic_command_results != self.command_results:
+            raise RuntimeError(f"worker topics {seen} != bench topics {expected}")
+        for source in SOURCES:
+            assert settings.topic_of(source) == self.by_kind[source.name]
 
 
 async def create_topics(bootstrap: str, names: Iterable[str]) -> None:
@@ -190,10 +227,15 @@ class CommitObserver:
         await self._consumer.stop()
 
     async def committed(self) -> int:
-        total = 0
+        return sum((await self.committed_by_topic()).values())
+
+    async def committed_by_topic(self) -> dict[str, int]:
+        by_topic: dict[str, int] = {}
         for tp in self._partitions:
-            total += await self._consumer.committed(tp) or 0
-        return total
+            by_topic[tp.topic] = by_topic.get(tp.topic, 0) + (
+                await self._consumer.committed(tp) or 0
+            )
+        return by_topic
 
 
 # ------------------------------------------------------------ database
@@ -245,6 +287,9 @@ async def table_counts(url: str) -> dict[str, int]:
             "incident_evidence",
             "processed_signals",
             "outbox",
+            "recoveries",
+            "command_receipts",
+            "command_results_outbox",
         ):
             counts[table] = int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
         return counts
@@ -365,6 +410,8 @@ _SAMPLE = re.compile(r"^(\w+)(?:\{([^}]*)\})? ([0-9.eE+-]+|NaN)$")
 def parse_metrics(text: str) -> dict[str, Any]:
     """The worker's counters we watch: signals by outcome, events published, outbox backlog."""
     outcomes: dict[str, float] = {}
+    by_topic: dict[str, dict[str, float]] = {}
+    commands: dict[str, float] = {}
     published = 0.0
     backlog = 0.0
     errors: dict[str, float] = {}
@@ -376,8 +423,16 @@ def parse_metrics(text: str) -> dict[str, Any]:
         name, labels, value = match[1], match[2] or "", float(match[3])
         if name == "ingest_signals_total":
             outcome = re.search(r'outcome="([^"]*)"', labels)
+            topic = re.search(r'topic="([^"]*)"', labels)
             key = outcome[1] if outcome else "?"
             outcomes[key] = outcomes.get(key, 0.0) + value
+            per = by_topic.setdefault(topic[1] if topic else "?", {})
+            per[key] = per.get(key, 0.0) + value
+        elif name == "ingest_commands_total":
+            verb = re.search(r'type="([^"]*)"', labels)
+            outcome = re.search(r'outcome="([^"]*)"', labels)
+            key = f"{verb[1] if verb else '?'}:{outcome[1] if outcome else '?'}"
+            commands[key] = commands.get(key, 0.0) + value
         elif name == "ingest_events_published_total":
             published += value
         elif name == "ingest_outbox_backlog":
@@ -389,6 +444,10 @@ def parse_metrics(text: str) -> dict[str, Any]:
     return {
         "signals": int(sum(outcomes.values())),
         "outcomes": {k: int(v) for k, v in sorted(outcomes.items())},
+        "outcomes_by_topic": {
+            t: {k: int(v) for k, v in sorted(o.items())} for t, o in sorted(by_topic.items())
+        },
+        "commands_and_transitions": {k: int(v) for k, v in sorted(commands.items())},
         "events_published": int(published),
         "outbox_backlog": int(backlog),
         "errors": errors,

@@ -24,12 +24,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from ingest_worker.core.errors import InvalidSignal
-from ingest_worker.core.values import IncidentInput
+from ingest_worker.core.values import RejectedPart, SignalEffect
 from ingest_worker.sources.decode import decode_record
 from ingest_worker.store.incidents import apply_batch, init_connection
 from ingest_worker.store.migrations import migrate
 
-from .generate import GenRecord
+from .generate import SOURCE_OF, GenRecord
 from .harness import Topics, fresh_database, log
 
 BATCH = 500
@@ -81,15 +81,16 @@ async def consume_only(bootstrap: str, topics: Topics, total: int) -> dict[str, 
     return result
 
 
-def _decode_chunk(chunk: Sequence[tuple[str, bytes]]) -> list[IncidentInput]:
-    out: list[IncidentInput] = []
+def _decode_chunk(chunk: Sequence[tuple[str, bytes]]) -> list[SignalEffect]:
+    out: list[SignalEffect] = []
     for kind, value in chunk:
         with contextlib.suppress(InvalidSignal):
-            out.extend(decode_record(kind, value, max_bytes=MAX_MESSAGE_BYTES))
+            effects = decode_record(SOURCE_OF[kind], value, max_bytes=MAX_MESSAGE_BYTES)
+            out.extend(e for e in effects if not isinstance(e, RejectedPart))
     return out
 
 
-async def decode_inputs(records: Sequence[GenRecord]) -> tuple[list[IncidentInput], float]:
+async def decode_inputs(records: Sequence[GenRecord]) -> tuple[list[SignalEffect], float]:
     """Every incident input of the stream, in stream order (worker processes; not timed as I/O)."""
     started = time.perf_counter()
     items = [(r.kind, r.value) for r in records]

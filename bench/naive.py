@@ -3,12 +3,13 @@
 For every record, one at a time:
 
 1. consume one record (aiokafka `getone`);
-2. map it with `ingest_worker.decoding.decode_record` (an invalid record is dead-lettered with a
+2. map it with `ingest_worker.sources.decode.decode_record` (an invalid record is dead-lettered with a
    synchronous send, then its offset is committed);
 3. open a transaction, upsert the incident + evidence + event of that one signal (the project's
    `store.apply_batch` with a single-element batch), read back the event it wrote and clear its
    outbox row, commit;
-4. publish the event and wait for the broker's acknowledgement (`send_and_wait`);
+4. publish the events (and a command's outcome) and wait for each acknowledgement
+   (`send_and_wait`);
 5. commit the record's offset.
 
 So one transaction (one WAL flush) and one synchronous event publish per signal, plus one
@@ -24,8 +25,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.errors import InvalidSignal
+from ingest_worker.core.values import RejectedPart
 from ingest_worker.delivery.batches import DeadLetter, SignalRecord
 from ingest_worker.delivery.kafka import dead_letter_headers
 from ingest_worker.delivery.outbox import cloudevent_headers, event_value
@@ -37,17 +38,22 @@ from .harness import Topics, create_topics, fresh_database, log, make_producer
 
 MAX_MESSAGE_BYTES = 1_048_576
 
-#: The events the signal's transaction just wrote, taken out of the outbox in the same transaction
-#: (the columns `ingest_worker.outbox` publishes from).
+#: The events the signal's transaction just wrote (one signal per transaction: the whole outbox,
+#: a recovery resolves incidents the signal does not name), taken out of the outbox in the same
+#: transaction (the columns `ingest_worker.outbox` publishes from).
 _TAKE_EVENTS = """
 WITH taken AS (
-    DELETE FROM outbox WHERE incident_id = ANY($1::uuid[]) RETURNING event_id
+    DELETE FROM outbox RETURNING event_id
 )
 SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
        e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key
 FROM taken t
 JOIN incident_events e ON e.id = t.event_id
 ORDER BY e.incident_id, e.seq
+"""
+#: A command's outcome, taken out of its outbox in the same transaction.
+_TAKE_RESULTS = """
+DELETE FROM command_results_outbox RETURNING id, subject, payload::text AS payload_text
 """
 
 
@@ -60,7 +66,7 @@ async def run_naive(
     those of the worker phase that reads the same signal topics.
     """
     outputs = outputs or Topics("naive")
-    await create_topics(bootstrap, [outputs.events, outputs.dead_letter])
+    await create_topics(bootstrap, [outputs.events, outputs.dead_letter, outputs.command_results])
     url = await fresh_database(admin_url, "bench_naive")
     conn = await asyncpg.connect(url)
     await migrate(conn)
@@ -108,11 +114,18 @@ async def run_naive(
                 )
                 dead += 1
                 inputs = ()
+            inputs = tuple(i for i in inputs if not isinstance(i, RejectedPart))
             if inputs:
                 async with conn.transaction(isolation="read_committed"):
                     await apply_batch(conn, inputs)
-                    rows = await conn.fetch(
-                        _TAKE_EVENTS, list({incident_id(i.incident_key) for i in inputs})
+                    rows = await conn.fetch(_TAKE_EVENTS)
+                    results = await conn.fetch(_TAKE_RESULTS)
+                for row in results:
+                    await producer.send_and_wait(
+                        outputs.command_results,
+                        value=row["payload_text"].encode(),
+                        key=str(row["subject"]).encode(),
+                        headers=[("ce_id", str(row["id"]).encode())],
                     )
                 for row in rows:
                     await producer.send_and_wait(

@@ -17,7 +17,7 @@ from typing import Any
 
 from .generate import StreamSpec, check_sample, generate
 from .harness import Topics, WorkerProc, create_topics, log, produce_all
-from .runs import Context, saturation
+from .runs import Context, saturation, split_deferred
 
 
 def _short(path: str) -> str:
@@ -179,7 +179,7 @@ async def run_profile(
     check_sample(stream)
     topics = Topics(f"{name}")
     await create_topics(ctx.bootstrap, topics.all())
-    rate = await produce_all(ctx.bootstrap, topics, stream.records)
+    rate = await produce_all(ctx.bootstrap, topics, split_deferred(stream)[0])
     log(f"profile: produced {len(stream.records):,} records at {rate:,.0f}/s")
     prefix = out_dir / name
     # Raw profiles are large: they go to git-ignored `tmp-*` files; the summary (.json, .md) stays.

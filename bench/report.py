@@ -1,4 +1,5 @@
-"""Results: the machine, the targets of issue 7 (met or not, by how much), JSON, Markdown, PNG."""
+"""Results: the machine, the targets of issue 7 (met or not, by how much), the stream's families,
+throughput per source family, command outcomes; JSON, Markdown, PNG."""
 
 from __future__ import annotations
 
@@ -291,12 +292,14 @@ def markdown(results: dict[str, Any]) -> str:
             else ", clean src/."
         ),
         "",
-        f"**Stream**: {cfg['stream']['records']:,} signals of the four kinds "
-        f"(seed {cfg['stream']['seed']}, mean value {cfg['stream']['mean_value_bytes']:.0f} B): "
-        + ", ".join(f"{v:,} {k}" for k, v in cfg["stream"]["categories"].items())
-        + f"; {cfg['stream']['expected_events']:,} events expected. Worker: `ingest-worker run`, "
+        f"**Stream**: {cfg['stream']['records']:,} records (seed {cfg['stream']['seed']}, mean "
+        f"value {cfg['stream']['mean_value_bytes']:.0f} B); effects (one per alert of a group): "
+        + ", ".join(f"{v:,} {k}" for k, v in cfg["stream"].get("effects", {}).items() if v)
+        + f"; {cfg['stream']['expected_events']:,} events from signals expected (applied "
+        "commands and source acknowledgements add theirs). Worker: `ingest-worker run`, "
         f"default settings except {', '.join(f'`{k}={v}`' for k, v in cfg['worker_env'].items())}.",
         "",
+        *stream_composition(cfg["stream"]),
     ]
     tgt = results.get("targets", [])
     if tgt:
@@ -372,6 +375,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"({w['statements']:,} statements; {_f(w['inputs_per_second'])} inputs/s); its "
             "signals/s counts every stream record per second of write time, like the worker's."
         )
+    lines += per_family(results)
+    lines += command_outcomes(results)
     lat = results.get("latency", [])
     if lat:
         lines += [
@@ -379,11 +384,13 @@ def markdown(results: dict[str, Any]) -> str:
             "## End-to-end latency (producer timestamp → `incident.events` record)",
             "",
             "| offered load | achieved | signals | p50 ms | p95 ms | p99 ms | max ms | "
-            "p99 ms (received) | worker CPU s/10k | others' load (cores) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "p99 ms (received) | commands & acks p50 / p99 ms | worker CPU s/10k | "
+            "others' load (cores) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in lat:
             a, b = r["latency_to_event_record"], r["latency_to_event_received"]
+            c = r.get("latency_commands_and_transitions_to_event_record") or {}
             label = f"{r['offered_per_second']:,.0f}/s"
             if r.get("label"):
                 label += f" ({r['label']})"
@@ -391,6 +398,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {label} | {_f(r['throughput_to_last_commit'])}/s | {r['records']:,} | "
                 f"{_f(a['p50_ms'], 1)} | {_f(a['p95_ms'], 1)} | {_f(a['p99_ms'], 1)} | "
                 f"{_f(a['max_ms'], 1)} | {_f(b['p99_ms'], 1)} | "
+                f"{_f(c.get('p50_ms'), 1)} / {_f(c.get('p99_ms'), 1)} | "
                 f"{r['cpu_seconds_per_10k_signals']['worker']:.2f} | "
                 f"{r['cpu_seconds']['others'] / max(1e-9, r['cpu_seconds']['wall_seconds']):.2f} |"
             )
@@ -470,20 +478,181 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Correctness of each worker run",
             "",
-            "| run | incidents | events (db / topic) | dead letters | outbox left | ok |",
-            "|---|---:|---:|---:|---:|---|",
+            "| run | incidents | events (db / topic) | of which commands & acks | dead letters "
+            "| command receipts / distinct results | outbox left | outcomes per topic | ok |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---|",
         ]
+        checks += [(f"family {f['kind']}", f["checks"]) for f in results.get("families", [])]
         for name, c in checks:
             a, e = c["actual"], c["expected"]
+            bad = [k for k, v in (c.get("per_kind") or {}).items() if not v["ok"]]
             lines.append(
                 f"| {name} | {a['incidents']:,} / {e['incidents']:,} | "
                 f"{a['incident_events']:,} / {a['events_topic']:,} "
                 f"(exp. {e['incident_events']:,}) | "
-                f"{a['dead_letter_topic']:,} / {e['dead_letter_topic']:,} | {a['outbox']} | "
-                f"{'✅' if c['ok'] else '❌'} |"
+                f"{c.get('events_from_commands_and_transitions', 0):,} | "
+                f"{a['dead_letter_topic']:,} / {e['dead_letter_topic']:,} | "
+                f"{a.get('command_receipts', 0):,} / {a.get('command_results_distinct', 0):,} "
+                f"(exp. {e.get('command_receipts', 0):,}) | "
+                f"{a['outbox'] + a.get('command_results_outbox', 0)} | "
+                + ("exact" if not bad else "❌ " + ", ".join(bad))
+                + f" | {'✅' if c['ok'] else '❌'} |"
+            )
+        lines += [
+            "",
+            "Exact: incidents, dead letters, and per topic every `created`, `updated`, "
+            "`duplicate`, `recovered`, `ignored` and `dead_lettered` count; commands and "
+            "PagerDuty acknowledgements: `applied` + `noop` + `rejected` = their number (which "
+            "one depends on the incident's state when applied), each `applied` one made one "
+            "event, each command one receipt and a result on `incident.command-results`.",
+        ]
+        odd = sum(
+            v.get("unmatched_recoveries_counted_as_duplicate", 0)
+            for _, c in checks
+            for v in (c.get("per_kind") or {}).values()
+        )
+        if odd:
+            lines.append(
+                f"Finding: {odd:,} recoveries in a scope without incident (runs above) were "
+                "counted by the worker as `duplicate`, not `recovered` as "
+                '`core.plan.Outcome.RECOVERED` documents ("whether or not an incident of its '
+                'scope was active"); the checks accept either for those.'
             )
     lines += ["", f"Plot: `{results['plot']}`. Raw data: `{results['raw']}`.", ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ stream, families, commands
+def stream_composition(stream: dict[str, Any]) -> list[str]:
+    """The stream's families and kinds, with their shares."""
+    fam = stream.get("families")
+    if not fam:
+        return []
+    new = stream["fractions"].get("new_records", {})
+    lines = [
+        "Shares of the new, valid records asked for: "
+        + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in new.items())
+        + f"; on top, {stream['fractions']['redeliveries']:.0%} redeliveries and "
+        f"{stream['fractions']['invalid']:.0%} invalid records of every family.",
+        "",
+        "| family | kind | records | share of the stream |",
+        "|---|---|---:|---:|",
+    ]
+    from .generate import FAMILY
+
+    for kind, v in sorted(stream["kinds"].items(), key=lambda kv: (FAMILY.get(kv[0], ""), kv[0])):
+        lines.append(f"| {FAMILY.get(kind, '?')} | {kind} | {v['records']:,} | {v['share']:.1%} |")
+    for family, v in fam.items():
+        lines.append(f"| **{family}** | all | **{v['records']:,}** | **{v['share']:.1%}** |")
+    shapes = stream.get("shapes", {})
+    recoveries = sum(
+        v for k, v in shapes.items() if k.endswith((":recovery", ":recovery_unmatched"))
+    )
+    lines += [
+        "",
+        f"Seed recoveries (GREEN, passed, success in an earlier trigger's scope, a fifth in a "
+        f"scope without incident): {recoveries:,} records; external lifecycle records: "
+        + ", ".join(
+            f"{v:,} {k}"
+            for k, v in sorted(shapes.items())
+            if k.split(":")[0] in ("alertmanager", "grafana", "pagerduty", "cloudwatch")
+        )
+        + "; commands: "
+        + ", ".join(
+            f"{v:,} {k.split(':', 1)[1]}"
+            for k, v in sorted(shapes.items())
+            if k.startswith("command:")
+        )
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def per_family(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    sat = results.get("saturation")
+    if sat and sat.get("per_kind"):
+        lines += [
+            "",
+            "## Throughput per source family",
+            "",
+            "In the mixed saturation run (all families at once; commands fed as the worker "
+            "reaches their place in the stream):",
+            "",
+            "| kind | records | share | its last commit after s | its records/s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for kind, v in sat["per_kind"].items():
+            lines.append(
+                f"| {kind} | {v['records']:,} | {v['share']:.1%} | "
+                f"{_f(v['seconds_to_its_last_commit'], 1)} | "
+                f"{_f(v['records_per_second_to_its_last_commit'])} |"
+            )
+    fams = results.get("families") or []
+    if fams:
+        lines += [
+            "",
+            "Each family alone (a saturation run per source: its triggers, recoveries and "
+            "lifecycle, same redelivery and invalid fractions; records of a group count once):",
+            "",
+            "| family | kind | records | effects | records/s (to last event) | events/s | "
+            "CPU µs per record: worker / PostgreSQL / broker | ok |",
+            "|---|---|---:|---:|---:|---:|---|---|",
+        ]
+        for f in fams:
+            cpu = f["cpu_seconds_per_10k_signals"]
+            effects = sum(f["effects"].values())
+            lines.append(
+                f"| {f['family']} | {f['kind']} | {f['records']:,} | {effects:,} | "
+                f"**{_f(f['throughput_to_last_event'])}** | {_f(f['events_per_second'])} | "
+                f"{cpu['worker'] * 100:.0f} / {cpu['postgres'] * 100:.0f} / "
+                f"{cpu['broker'] * 100:.0f} | {'✅' if f['checks']['ok'] else '❌'} |"
+            )
+    return lines
+
+
+def command_outcomes(results: dict[str, Any]) -> list[str]:
+    runs = [("saturation", results.get("saturation"))]
+    runs += [(f"{r['offered_per_second']:,.0f}/s", r) for r in results.get("latency", [])]
+    rows = []
+    for name, r in runs:
+        if not r:
+            continue
+        c = r["checks"]
+        per = (c.get("per_kind") or {}).get("commands")
+        res = c.get("command_results")
+        if not per or not res:
+            continue
+        lc = per["actual_lifecycle"]
+        ex = per["actual"]
+        detail = "; ".join(f"{v:,} {k}" for k, v in res["by_type_outcome_reason"].items())
+        rows.append(
+            f"| {name} | {lc.get('applied', 0):,} | {lc.get('noop', 0):,} | "
+            f"{lc.get('rejected', 0):,} | {ex.get('duplicate', 0):,} | "
+            f"{ex.get('dead_lettered', 0):,} | {res['records']:,} | {detail} |"
+        )
+    if not rows:
+        return []
+    pd = (results.get("saturation") or {}).get("checks", {}).get("per_kind", {}).get("pagerduty")
+    lines = [
+        "",
+        "## Command outcomes (`incident.commands` → `incident.command-results`)",
+        "",
+        "| run | applied | noop | rejected | redelivered (republished) | dead-lettered | "
+        "results published | by type, outcome and reason (distinct results) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        *rows,
+    ]
+    if pd and pd.get("actual_lifecycle"):
+        lines += [
+            "",
+            "PagerDuty acknowledgements (the source's own transitions) in the saturation run: "
+            + ", ".join(f"{v:,} {k}" for k, v in pd["actual_lifecycle"].items())
+            + " (rejected: the incident was already resolved when applied, e.g. the resolve "
+            "came in the same batch: a batch applies its signals before its transitions).",
+        ]
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -577,9 +746,10 @@ def write(results: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
     }
     results["plot"] = paths["png"].name
     results["raw"] = paths["json"].name
+    # The raw data first: a rendering bug must not lose a run (`python -m bench.report` redoes it).
+    paths["json"].write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     plot(results, paths["png"])
     paths["md"].write_text(markdown(results), encoding="utf-8")
-    paths["json"].write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     return paths
 
 

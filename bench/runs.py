@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ingest_worker.service.embedded import EmbeddedServices
 
-from .generate import EVENT_CATEGORIES, Stream
+from .generate import EVENT_CATEGORIES, GenRecord, Stream
 from .harness import (
     CommitObserver,
     CpuMeter,
@@ -94,24 +95,116 @@ async def _start_worker(
     return WorkerProc(env=env, log_path=log_path, command=command).start(), url, group
 
 
+async def read_command_results(
+    bootstrap: str, topics: Topics, expected: int, idle_seconds: float = 1.5
+) -> dict[str, Any]:
+    """The command outcomes published to `incident.command-results`: records, distinct ce_ids,
+    and the distinct results counted by (type, outcome, reason)."""
+    partitions = topics.result_partitions()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="bench-results"
+    )
+    await consumer.start()
+    records = 0
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < idle_seconds:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for part in batch.values():
+                for r in part:
+                    records += 1
+                    idle_since = time.monotonic()
+                    ce_id = dict(r.headers).get("ce_id", b"").decode()
+                    with contextlib.suppress(ValueError, TypeError):
+                        results.setdefault(ce_id, json.loads(r.value))
+            if expected and len(results) >= expected:
+                idle_seconds = min(idle_seconds, 0.5)
+    finally:
+        await consumer.stop()
+    by: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    for result in results.values():
+        outcome = str(result.get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        name = f"{result.get('type')} → {outcome}" + (
+            f" ({result['reason']})" if result.get("reason") else ""
+        )
+        by[name] = by.get(name, 0) + 1
+    return {
+        "records": records,
+        "distinct": len(results),
+        "outcomes": dict(sorted(outcomes.items())),
+        "by_type_outcome_reason": dict(sorted(by.items(), key=lambda kv: -kv[1])),
+    }
+
+
+_EXACT = ("created", "updated", "duplicate", "recovered", "ignored", "dead_lettered")
+_LIFECYCLE = ("applied", "noop", "rejected")
+
+
 async def _verify(
     ctx: Context, stream: Stream, topics: Topics, url: str, metrics: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Did the worker do exactly what the stream asks? (incidents, events, dead letters)"""
+    """Did the worker do exactly what the stream asks? Incidents, dead letters and every exact
+    outcome per topic exactly; commands and source transitions: their outcomes sum to their
+    number, each applied one made one event, every command has one receipt and a published
+    result."""
+    by_topic = (metrics or {}).get("outcomes_by_topic", {})
+    per_kind: dict[str, Any] = {}
+    outcomes_ok = metrics is not None
+    applied = 0
+    for kind, topic in topics.by_kind.items():
+        if not stream.kinds.get(kind):
+            continue
+        got = by_topic.get(topic, {})
+        want = stream.expected_outcomes(kind)
+        lifecycle = stream.lifecycle_effects(kind)
+        got_exact = {k: got.get(k, 0) for k in _EXACT if got.get(k, 0) or want.get(k, 0)}
+        got_lifecycle = {k: got.get(k, 0) for k in _LIFECYCLE if got.get(k, 0)}
+        applied += got.get("applied", 0)
+        # A recovery whose scope holds no incident is `recovered` by the contract
+        # (`core.plan.Outcome.RECOVERED`), but the worker may count it as `duplicate`: accept
+        # either for those, exactly, and report how many went which way.
+        unmatched = stream.by_kind.get((kind, "recovery_unmatched"), 0)
+        as_duplicate = want.get("recovered", 0) - got.get("recovered", 0)
+        same = {k: v for k, v in got_exact.items() if k not in ("recovered", "duplicate")}
+        ok = (
+            same == {k: want.get(k, 0) for k in same}
+            and 0 <= as_duplicate <= unmatched
+            and got.get("recovered", 0) + got.get("duplicate", 0)
+            == want.get("recovered", 0) + want.get("duplicate", 0)
+            and sum(got_lifecycle.values()) == lifecycle
+        )
+        outcomes_ok &= ok
+        per_kind[kind] = {
+            "expected": want,
+            "expected_lifecycle": lifecycle,
+            "actual": got_exact,
+            "actual_lifecycle": got_lifecycle,
+            "unmatched_recoveries": unmatched,
+            "unmatched_recoveries_counted_as_duplicate": as_duplicate if unmatched else 0,
+            "ok": ok,
+        }
     counts = await table_counts(url)
-    events = await count_records(ctx.bootstrap, topics.event_partitions(), stream.expected_events)
+    events_expected = stream.expected_events + applied
+    events = await count_records(ctx.bootstrap, topics.event_partitions(), events_expected)
     dlq = await count_records(
-        ctx.bootstrap,
-        topics.dead_letter_partitions(),
-        stream.counts["dead_lettered"],
-        idle_seconds=1.5,
+        ctx.bootstrap, topics.dead_letter_partitions(), stream.dead_letters, idle_seconds=1.5
     )
+    commands = len(stream.command_ids)
+    results = await read_command_results(ctx.bootstrap, topics, commands) if commands else None
     expected = {
-        "incidents": stream.counts["created"],
-        "incident_events": stream.expected_events,
+        "incidents": stream.expected_incidents,
+        "incident_events": events_expected,
         "outbox": 0,
-        "events_topic": stream.expected_events,
-        "dead_letter_topic": stream.counts["dead_lettered"],
+        "events_topic": events_expected,
+        "dead_letter_topic": stream.dead_letters,
+        "command_receipts": commands,
+        "command_results_outbox": 0,
+        "command_results_distinct": commands,
     }
     actual = {
         "incidents": counts["incidents"],
@@ -119,16 +212,21 @@ async def _verify(
         "outbox": counts["outbox"],
         "events_topic": events,
         "dead_letter_topic": dlq,
+        "command_receipts": counts["command_receipts"],
+        "command_results_outbox": counts["command_results_outbox"],
+        "command_results_distinct": results["distinct"] if results else 0,
     }
-    outcomes_ok = True
-    if metrics is not None:
-        for category in ("created", "updated", "duplicate", "ignored", "dead_lettered"):
-            if metrics["outcomes"].get(category, 0) != stream.counts[category]:
-                outcomes_ok = False
     return {
         "expected": expected,
         "actual": actual,
+        "events_from_signals": stream.expected_events,
+        "events_from_commands_and_transitions": applied,
+        "per_kind": per_kind,
+        "command_results": results,
         "worker_outcomes": None if metrics is None else metrics["outcomes"],
+        "commands_and_transitions": None
+        if metrics is None
+        else metrics.get("commands_and_transitions"),
         "ok": expected == actual and outcomes_ok,
     }
 
@@ -161,6 +259,22 @@ def _per_10k(cpu: dict[str, float], signals: int) -> dict[str, float]:
     }
 
 
+#: Kinds produced while the saturation worker runs rather than before (see `saturation`).
+DEFERRED_KINDS = frozenset({"commands"})
+
+
+def split_deferred(stream: Stream) -> tuple[list[GenRecord], list[tuple[int, GenRecord]]]:
+    """(records to pre-produce, [(signals before it in the stream, deferred record)])."""
+    pre: list[GenRecord] = []
+    deferred: list[tuple[int, GenRecord]] = []
+    for record in stream.records:
+        if record.kind in DEFERRED_KINDS:
+            deferred.append((len(pre), record))
+        else:
+            pre.append(record)
+    return pre, deferred
+
+
 # ------------------------------------------------------------ saturation
 async def saturation(
     ctx: Context,
@@ -172,10 +286,26 @@ async def saturation(
     timeout: float = 1800.0,
     on_start: Callable[[WorkerProc], Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole stream is already in the topics; start the worker and time it to the last commit
-    (committed offsets of its group) and to the last event published (its /metrics counter)."""
+    """The stream's signals are already in the topics (`pre_produced`); start the worker and time
+    it to the last commit (committed offsets of its group) and to the last event published (its
+    /metrics counter). Commands are fed while it runs: each is produced once the worker has
+    committed the signals before it in the stream (an operator acknowledges an incident after
+    it exists; pre-produced, the small commands topic would be consumed long before the
+    incidents it targets)."""
     total = len(stream.records)
+    pre, deferred = split_deferred(stream)
     expected_events = stream.expected_events
+    per_topic_total: dict[str, int] = {}
+    by_kind = topics.by_kind
+    for record in stream.records:
+        topic = by_kind[record.kind]
+        per_topic_total[topic] = per_topic_total.get(topic, 0) + 1
+    done_at: dict[str, float] = {}
+    deferred_topics = {by_kind[r.kind] for _, r in deferred}
+    producer = make_producer(ctx.bootstrap, linger_ms=1, client_id="bench-command-feeder")
+    await producer.start()
+    fed: list[asyncio.Future[Any]] = []
+    feed_index = 0
     worker, url, group = await _start_worker(ctx, name, topics, command)
     spawned = time.monotonic()
     if on_start is not None:
@@ -191,9 +321,22 @@ async def saturation(
         first_commit: tuple[float, int] | None = None
         async with CommitObserver(ctx.bootstrap, group, topics.signal_partitions()) as observer:
             while True:
-                committed = await observer.committed()
+                by_topic = await observer.committed_by_topic()
+                committed = sum(by_topic.values())
                 now = time.monotonic()
                 progress.append((now, committed))
+                for topic, n in by_topic.items():
+                    if topic not in done_at and n >= per_topic_total.get(topic, 0):
+                        done_at[topic] = now
+                signals_done = sum(n for t, n in by_topic.items() if t not in deferred_topics)
+                while feed_index < len(deferred) and deferred[feed_index][0] <= signals_done:
+                    record = deferred[feed_index][1]
+                    fed.append(
+                        await producer.send(
+                            by_kind[record.kind], value=record.value, key=record.key
+                        )
+                    )
+                    feed_index += 1
                 if committed and first_commit is None:
                     first_commit = (now, committed)
                 if committed >= total:
@@ -219,10 +362,29 @@ async def saturation(
         cpu_done = meter.snapshot()
         hwm = peak_rss(worker.pid)
     finally:
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*fed)
+        with contextlib.suppress(Exception):
+            await producer.stop()
         await rss.stop()
         exit_code = await worker.stop()
     assert first_commit is not None
     checks = await _verify(ctx, stream, topics, url, metrics)
+    kind_of = topics.kind_of
+    per_kind = {
+        kind_of[topic]: {
+            "records": n,
+            "share": round(n / total, 4),
+            "seconds_to_its_last_commit": round(done_at[topic] - ready, 3)
+            if topic in done_at
+            else None,
+            "records_per_second_to_its_last_commit": round(n / (done_at[topic] - ready), 1)
+            if topic in done_at and done_at[topic] > ready
+            else None,
+            "fed_while_running": topic in deferred_topics,
+        }
+        for topic, n in sorted(per_topic_total.items())
+    }
     cpu = CpuMeter.delta(cpu_ready, cpu_done)
     commit_seconds = last_commit - ready
     event_seconds = last_event - ready
@@ -252,6 +414,9 @@ async def saturation(
         "worker_exit_code": exit_code,
         "worker_log_lines": worker.warnings(),
         "worker_batches": _batches(metrics),
+        "per_kind": per_kind,
+        "pre_produced": len(pre),
+        "fed_while_running": len(deferred),
         "checks": checks,
     }
     log(
@@ -263,6 +428,10 @@ async def saturation(
 
 
 # ------------------------------------------------------------ latency
+#: Event types a trigger or recovery signal makes (the others come from commands and sources).
+SIGNAL_EVENT_TYPES = frozenset({"incident.created", "incident.updated", "incident.resolved"})
+
+
 async def latency(
     ctx: Context,
     stream: Stream,
@@ -287,7 +456,9 @@ async def latency(
     worker, url, group = await _start_worker(ctx, name, topics, None)
     rss = RssSampler(worker.pid).start()
     metrics: dict[str, Any] | None = None
-    received: list[tuple[str | None, str | None, int, float]] = []
+    #: (subject, event id, event record timestamp ms, received at, type, command id or None)
+    received: list[tuple[str | None, str | None, int, float, str, str | None]] = []
+    signal_events = 0
     events_consumer = AIOKafkaConsumer(
         bootstrap_servers=ctx.bootstrap, enable_auto_commit=False, client_id="bench-events"
     )
@@ -304,7 +475,8 @@ async def latency(
         await producer.start()
 
         async def collect() -> None:
-            while len(received) < expected_events:
+            nonlocal signal_events
+            while signal_events < expected_events:
                 batch = await events_consumer.getmany(timeout_ms=100)
                 now = time.time()
                 for part in batch.values():
@@ -312,12 +484,21 @@ async def latency(
                         headers = dict(r.headers)
                         subject = headers.get("ce_subject")
                         event = headers.get("ce_id")
+                        kind = headers.get("ce_type", b"").decode()
+                        command_id = None
+                        if kind in SIGNAL_EVENT_TYPES:
+                            signal_events += 1
+                        else:
+                            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                                command_id = json.loads(r.value)["cause"].get("command_id")
                         received.append(
                             (
                                 subject.decode() if subject else None,
                                 event.decode() if event else None,
                                 r.timestamp,
                                 now,
+                                kind,
+                                command_id,
                             )
                         )
 
@@ -392,12 +573,21 @@ async def latency(
         await rss.stop()
         exit_code = await worker.stop()
 
-    # Match event k of an incident with its k-th distinct signal (same partition, same order).
+    # Match the k-th signal-caused event of an incident with its k-th event-making signal (same
+    # partition, same order); command events with their command (by id), source transitions
+    # (PagerDuty acknowledgements) with the transitions of their incident in order.
     pending: dict[str, deque[float]] = {}
+    transitions: dict[str, deque[float]] = {}
+    commands_sent: dict[str, float] = {}
     for index, record in enumerate(records):
-        if record.category in EVENT_CATEGORIES:
-            assert record.incident_key is not None
-            pending.setdefault(record.incident_key, deque()).append(intended[index])
+        if record.command_id is not None:
+            commands_sent.setdefault(record.command_id, intended[index])
+            continue
+        for category, key in record.effects:
+            if category in EVENT_CATEGORIES and key is not None:
+                pending.setdefault(key, deque()).append(intended[index])
+            elif category == "transition" and key is not None:
+                transitions.setdefault(key, deque()).append(intended[index])
     # Where the time goes: the batch transaction's start (`incident_events.recorded_at` is
     # now(), the transaction start) splits each latency into "before the write" (fetch, batching,
     # decode, waiting for the previous batch) and "write + commit + outbox publish".
@@ -408,7 +598,16 @@ async def latency(
     write_to_event: list[float] = []
     per_second: dict[int, list[float]] = {}
     unmatched = 0
-    for subject, event_id, ts_ms, got in received:
+    lifecycle_latency: list[float] = []
+    for subject, event_id, ts_ms, got, kind, command_id in received:
+        if kind not in SIGNAL_EVENT_TYPES:
+            sent_at = commands_sent.get(command_id or "")
+            if sent_at is None:
+                queue = transitions.get(subject or "")
+                sent_at = queue.popleft() if queue else None
+            if sent_at is not None:
+                lifecycle_latency.append(ts_ms / 1000 - sent_at)
+            continue
         queue = pending.get(subject or "")
         if not queue:
             unmatched += 1
@@ -443,6 +642,7 @@ async def latency(
         "latency_to_event_record": percentiles(to_record),
         "latency_to_event_received": percentiles(to_received),
         "latency_to_event_record_after_2s": percentiles(after_warmup),
+        "latency_commands_and_transitions_to_event_record": percentiles(lifecycle_latency),
         "latency_breakdown": {
             "send_to_write_transaction_start": percentiles(before_write),
             "write_transaction_start_to_event_record": percentiles(write_to_event),
