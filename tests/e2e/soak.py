@@ -334,7 +334,8 @@ class Database:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncpg.connect(self.url, timeout=2)
             rows = await self._conn.fetch("SELECT DISTINCT incident_key FROM incidents", timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except Exception:  # any failure (an outage, a connection left mid-query
+            # by a timeout: asyncpg's InternalClientError) means "not now": reconnect next time
             await self.close()
             return None
         return {r[0] for r in rows}
