@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from asyncpg.pool import PoolConnectionProxy
 
+from ingest_worker import tracing
 from ingest_worker.core.errors import TransientError
 from ingest_worker.delivery.batches import Backoff, retry_transient
 from ingest_worker.metrics import Metrics
@@ -36,7 +37,8 @@ BROKER_ACK_TIMEOUT = 15.0
 _LOCK_LANES = "SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED"
 _FETCH = """
 SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
-       e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key
+       e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key,
+       o.traceparent
 FROM outbox o
 JOIN incident_events e ON e.id = o.event_id
 WHERE o.lane = ANY($1::int[])
@@ -124,7 +126,8 @@ class OutboxPublisher:
                 rows = await conn.fetch(_FETCH, lanes, self._batch_size)
                 if not rows:
                     return results
-                await self._send(rows)
+                with _publish_span(self._topic, rows):
+                    await self._send(rows)
                 await conn.execute(_DELETE, [r["id"] for r in rows])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise TransientError(f"outbox database error: {exc!r}") from exc
@@ -140,6 +143,13 @@ class OutboxPublisher:
         rows = await conn.fetch(_FETCH_RESULTS, self._batch_size)
         if not rows:
             return 0
+        with _publish_span(self._results_topic, rows):
+            await self._send_results(rows)
+        await conn.execute(_DELETE_RESULTS, [r["id"] for r in rows])
+        self.results_published += len(rows)
+        return len(rows)
+
+    async def _send_results(self, rows: Sequence[asyncpg.Record]) -> None:
         try:
             source = self._source.encode()
             futures = [
@@ -162,21 +172,21 @@ class OutboxPublisher:
             await asyncio.wait_for(asyncio.gather(*futures), BROKER_ACK_TIMEOUT)
         except (KafkaError, TimeoutError, OSError) as exc:
             raise TransientError(f"command result publish failed: {exc!r}") from exc
-        await conn.execute(_DELETE_RESULTS, [r["id"] for r in rows])
-        self.results_published += len(rows)
-        return len(rows)
 
     async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
         try:
             futures = []
             source = self._source.encode()
             for row in rows:
+                headers = cloudevent_headers(row, source)
+                if row["traceparent"] is not None:  # the span that wrote the event
+                    headers.append((tracing.TRACEPARENT, row["traceparent"].encode()))
                 futures.append(
                     await self._producer.send(
                         self._topic,
                         value=event_value(row["payload_text"], row["hash"]),
                         key=str(row["incident_id"]).encode(),
-                        headers=cloudevent_headers(row, source),
+                        headers=headers,
                     )
                 )
             await asyncio.wait_for(asyncio.gather(*futures), BROKER_ACK_TIMEOUT)
@@ -256,6 +266,33 @@ class OutboxPublisher:
         with contextlib.suppress(Exception):
             async with self._pool.acquire(timeout=1) as conn:
                 self._metrics.outbox_backlog.set(await conn.fetchval(_BACKLOG, timeout=1))
+
+
+@contextlib.contextmanager
+def _publish_span(topic: str, rows: Sequence[asyncpg.Record]) -> Iterator[None]:
+    """`ingest.outbox.publish`: one round's records to `topic`, linked to the spans that wrote
+    the events (their stored `traceparent`), with the incidents they are about."""
+    if not tracing.active():
+        yield
+        return
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": topic,
+        "messaging.batch.message_count": len(rows),
+    }
+    stored = [tracing.stored_context(r.get("traceparent")) for r in rows]
+    kind = tracing.SpanKind.PRODUCER
+    with tracing.span(
+        "ingest.outbox.publish", kind=kind, attributes=attributes, links=tracing.links(stored)
+    ) as span:
+        tracing.set_incidents(
+            span,
+            keys=(r.get("incident_key") or r.get("subject") for r in rows),
+            ids=(str(r["incident_id"]) for r in rows if r.get("incident_id") is not None),
+        )
+        yield
 
 
 def decode_event(value: bytes) -> dict[str, Any]:

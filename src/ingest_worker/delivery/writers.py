@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ingest_worker import tracing
 from ingest_worker.core.errors import ShutdownRequested
 from ingest_worker.delivery.batches import BatchProcessor, PreparedBatch, SignalRecord
 from ingest_worker.metrics import Metrics
@@ -57,6 +58,42 @@ class ConsumedBatch:
             earliest[tp] = min(earliest.get(tp, r.offset), r.offset)
             next_offsets[tp] = max(next_offsets.get(tp, 0), r.offset + 1)
         return cls(records, earliest, next_offsets)
+
+
+def batch_span(batch: ConsumedBatch) -> tracing.Span:
+    """The (started, not current) span of a consumed batch: linked to the trace context of each
+    record that carried one; a batch of one such record continues its trace as a child."""
+    if not tracing.active():
+        return tracing.INVALID_SPAN
+    records = batch.records
+    parent = None
+    single = tracing.header_context(records[0].headers) if len(records) == 1 else None
+    if single is not None:
+        parent, links = tracing.child_of(single), []
+    else:
+        links = tracing.links(tracing.header_context(r.headers) for r in records)
+    topics = sorted({r.topic for r in records})
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.batch.message_count": len(records),
+        "ingest.batch.records": len(records),
+        "ingest.batch.topics": topics,
+        "ingest.batch.partitions": len(batch.next_offsets),
+    }
+    if len(topics) == 1:
+        attributes["messaging.destination.name"] = topics[0]
+    if len(records) == 1:
+        attributes["messaging.destination.partition.id"] = str(records[0].partition)
+        attributes["messaging.kafka.offset"] = records[0].offset
+    return tracing.tracer().start_span(
+        "ingest.batch",
+        context=parent,
+        kind=tracing.SpanKind.CONSUMER,
+        attributes=attributes,
+        links=links,
+    )
 
 
 def earliest_of(*offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
@@ -126,6 +163,22 @@ class WriterChain:
             seek(consumer, batch.earliest)
             return
         started = time.monotonic()
+        span = batch_span(batch)
+        with tracing.use(span):
+            try:
+                writing = await self._start(consumer, batch, started, span)
+            except BaseException as exc:
+                tracing.fail(span, exc)
+                span.end()
+                raise
+        if not writing:
+            span.set_attribute("ingest.batch.outcome", "rewound")
+            span.end()
+
+    async def _start(
+        self, consumer: AIOKafkaConsumer, batch: ConsumedBatch, started: float, span: tracing.Span
+    ) -> bool:
+        """Prepare `batch` and start writing it (False: rewound instead)."""
         prepared = self._processor.prepare(batch.records)
         while self._writers and (
             len(self._writers) >= self._concurrency or self._writers[0].task_done()
@@ -134,24 +187,25 @@ class WriterChain:
                 # Abandoned and rewound, and so are the batches after it: read them all again,
                 # and this one after them.
                 await self._rewind_all(consumer, batch)
-                return
+                return False
             self._writers.pop(0)
         if self._writers and self._writers[-1].task_done() and not await self._writers[-1].done():
             await self._rewind_all(consumer, batch)
-            return
+            return False
         if self._stopping.is_set():
             # Shutdown began while earlier batches were written: start nothing new.
             seek(consumer, batch.earliest)
-            return
+            return False
         previous = self._writers[-1] if self._writers else None
         locked = asyncio.Event()
         task = asyncio.create_task(
-            self._write(consumer, batch, locked, previous, prepared, started)
+            self._traced_write(consumer, batch, locked, previous, prepared, started, span)
         )
         writer = _Writer(batch, started, locked, task)
         self._writers.append(writer)
         writer.task.add_done_callback(lambda _: self._refresh_batch_clock())
         self._refresh_batch_clock()
+        return True
 
     def _refresh_batch_clock(self) -> None:
         """/healthz watches the oldest batch still being written."""
@@ -165,6 +219,27 @@ class WriterChain:
         for writer in writers:
             await writer.done()
         seek(consumer, earliest_of(*(w.batch.earliest for w in writers), batch.earliest))
+
+    async def _traced_write(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: ConsumedBatch,
+        locked: asyncio.Event,
+        previous: _Writer | None,
+        prepared: PreparedBatch,
+        started: float,
+        span: tracing.Span,
+    ) -> bool:
+        """`_write`, then end the batch span with its outcome (the task runs in its context)."""
+        try:
+            committed = await self._write(consumer, batch, locked, previous, prepared, started)
+        except BaseException as exc:
+            tracing.fail(span, exc)
+            span.end()
+            raise
+        span.set_attribute("ingest.batch.outcome", "committed" if committed else "rewound")
+        span.end()
+        return committed
 
     async def _write(
         self,
@@ -188,6 +263,7 @@ class WriterChain:
             # A bug, not bad input (dead-lettered) nor a transient fault (retried): rewind so
             # that nothing after this batch is committed, and slow down before the retry.
             log.exception("batch_failed", error=repr(exc), records=len(batch.records))
+            tracing.fail(tracing.current_span(), exc)
             self._metrics.errors.labels(component="batch", kind=type(exc).__name__).inc()
             seek(consumer, batch.earliest)
             with contextlib.suppress(TimeoutError):
@@ -212,6 +288,12 @@ class WriterChain:
         self._update_lag(consumer)
         if report.events_written:
             self._on_events_written()
+        current = tracing.current_span()
+        if current.is_recording():
+            current.set_attributes(
+                {"ingest.batch.events": report.events_written}
+                | {f"ingest.batch.{outcome}": count for outcome, count in report.totals().items()}
+            )
         log.info(
             "batch_processed",
             records=len(batch.records),

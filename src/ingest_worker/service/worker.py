@@ -26,6 +26,7 @@ from ingest_worker.delivery.kafka import KafkaDeadLetterSink
 from ingest_worker.delivery.outbox import OutboxPublisher
 from ingest_worker.delivery.writers import WriterChain
 from ingest_worker.metrics import Metrics
+from ingest_worker.service import telemetry
 from ingest_worker.service.config import Settings
 from ingest_worker.service.http import HealthApp, HealthServer, HealthState
 from ingest_worker.service.kafka_clients import client_options, ensure_topics, make_producer
@@ -117,6 +118,7 @@ class Worker:
     async def start(self) -> None:
         s = self.settings
         log.info("starting", settings=s.masked())
+        telemetry.configure("ingest-worker")
         self.pool = await self._retry_start("database", lambda: create_pool(s))
         if s.migrate_on_start:
             async with self.pool.acquire() as conn:
@@ -316,4 +318,5 @@ class Worker:
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 3)
+        telemetry.flush()
         log.info("stopped", events_flushed=flushed, batches=self.batches)

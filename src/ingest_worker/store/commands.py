@@ -10,12 +10,14 @@ the source as actor and authority, deduplicated like signals, without a receipt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingest_worker import tracing
 from ingest_worker.core.canonical import event_id as make_event_id
 from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.commands import evaluate
@@ -85,71 +87,112 @@ async def apply_commands(
     ids = [item.command_id for _, item in items if isinstance(item, Command)]
     stored = {r["command_id"]: r for r in await conn.fetch(queries["select_receipts"], ids)}
     for index, item in items:
-        if isinstance(item, SourceTransition):
-            if index not in fresh_transitions:
+        if isinstance(item, SourceTransition) and index not in fresh_transitions:
+            continue
+        with _command_span(item, report):
+            if isinstance(item, SourceTransition):
+                state, head = await _newest(conn, queries, item.incident_key, None)
+                decision = evaluate(state, item.verb, at=item.signal_time, cause="source")
+                cause = {"kind": "source", "source": item.source_kind, "signal_sha256": item.signal_sha256,
+                         "actor": {"type": "service", "id": item.actor or item.source_kind}}  # fmt: skip
+                if decision.after is not None and state is not None and head is not None:
+                    events += await _write_event(
+                        conn, queries, state, decision.after, head, decision.event_type,
+                        at=item.signal_time, sha=item.signal_sha256, cause=cause, rationale=None,
+                        note=item.note, lanes=lanes, changes=changes,
+                    )  # fmt: skip
+                outcomes[index] = Outcome(decision.outcome)
+                report.append(CommandOutcome(item.signal_sha256, item.verb, decision.outcome,
+                                             decision.reason.value if decision.reason else None,
+                                             str(state.id) if state else None))  # fmt: skip
                 continue
-            state, head = await _newest(conn, queries, item.incident_key, None)
-            decision = evaluate(state, item.verb, at=item.signal_time, cause="source")
-            cause = {"kind": "source", "source": item.source_kind, "signal_sha256": item.signal_sha256,
-                     "actor": {"type": "service", "id": item.actor or item.source_kind}}  # fmt: skip
-            if decision.after is not None and state is not None and head is not None:
+            receipt = stored.get(item.command_id)
+            if receipt is not None:
+                if receipt["content_sha256"] == item.content_sha256:
+                    await _queue_result(conn, queries, item, json.loads(receipt["result"]))
+                    outcomes[index] = Outcome.DUPLICATE
+                    report.append(CommandOutcome(item.command_id, item.verb, receipt["outcome"],
+                                                 receipt["reason"], None, republished=True))  # fmt: skip
+                else:
+                    result = _result(item, "rejected", "idempotency_key_reused", None, None)
+                    await _queue_result(conn, queries, item, result)
+                    outcomes[index] = Outcome.REJECTED
+                    report.append(CommandOutcome(item.command_id, item.verb, "rejected",
+                                                 "idempotency_key_reused", None))  # fmt: skip
+                continue
+            state, head = await _newest(conn, queries, item.incident_key, item.incident_id)
+            decision = evaluate(
+                state, item.verb, at=item.issued_at, cause="command", roles=item.roles,
+                policy=policy, rationale=item.rationale,
+                severity=item.severity.value if item.severity else None,
+                expected_seq=item.expected_seq,
+            )  # fmt: skip
+            event_id: str | None = None
+            after = decision.after
+            if after is not None and state is not None and head is not None:
+                cause = {
+                    "kind": "command",
+                    "command_id": item.command_id,
+                    "actor": item.actor_json(),
+                }
                 events += await _write_event(
-                    conn, queries, state, decision.after, head, decision.event_type,
-                    at=item.signal_time, sha=item.signal_sha256, cause=cause, rationale=None,
+                    conn, queries, state, after, head, decision.event_type, at=item.issued_at,
+                    sha=item.content_sha256, cause=cause, rationale=item.rationale,
                     note=item.note, lanes=lanes, changes=changes,
                 )  # fmt: skip
-            outcomes[index] = Outcome(decision.outcome)
-            report.append(CommandOutcome(item.signal_sha256, item.verb, decision.outcome,
-                                         decision.reason.value if decision.reason else None,
-                                         str(state.id) if state else None))  # fmt: skip
-            continue
-        receipt = stored.get(item.command_id)
-        if receipt is not None:
-            if receipt["content_sha256"] == item.content_sha256:
-                await _queue_result(conn, queries, item, json.loads(receipt["result"]))
-                outcomes[index] = Outcome.DUPLICATE
-                report.append(CommandOutcome(item.command_id, item.verb, receipt["outcome"],
-                                             receipt["reason"], None, republished=True))  # fmt: skip
-            else:
-                result = _result(item, "rejected", "idempotency_key_reused", None, None)
-                await _queue_result(conn, queries, item, result)
-                outcomes[index] = Outcome.REJECTED
-                report.append(CommandOutcome(item.command_id, item.verb, "rejected",
-                                             "idempotency_key_reused", None))  # fmt: skip
-            continue
-        state, head = await _newest(conn, queries, item.incident_key, item.incident_id)
-        decision = evaluate(
-            state, item.verb, at=item.issued_at, cause="command", roles=item.roles,
-            policy=policy, rationale=item.rationale,
-            severity=item.severity.value if item.severity else None,
-            expected_seq=item.expected_seq,
-        )  # fmt: skip
-        event_id: str | None = None
-        after = decision.after
-        if after is not None and state is not None and head is not None:
-            cause = {"kind": "command", "command_id": item.command_id, "actor": item.actor_json()}
-            events += await _write_event(
-                conn, queries, state, after, head, decision.event_type, at=item.issued_at,
-                sha=item.content_sha256, cause=cause, rationale=item.rationale,
-                note=item.note, lanes=lanes, changes=changes,
+                event_id = str(make_event_id(after.id, after.last_seq))
+            reason = decision.reason.value if decision.reason else None
+            result = _result(item, decision.outcome, reason, after or state, event_id)
+            await conn.execute(
+                queries["insert_receipt"], item.command_id, item.content_sha256, item.verb,
+                state.id if state else None, decision.outcome, reason,
+                uuid.UUID(event_id) if event_id else None, item.issued_at, json.dumps(result),
             )  # fmt: skip
-            event_id = str(make_event_id(after.id, after.last_seq))
-        reason = decision.reason.value if decision.reason else None
-        result = _result(item, decision.outcome, reason, after or state, event_id)
-        await conn.execute(
-            queries["insert_receipt"], item.command_id, item.content_sha256, item.verb,
-            state.id if state else None, decision.outcome, reason,
-            uuid.UUID(event_id) if event_id else None, item.issued_at, json.dumps(result),
-        )  # fmt: skip
-        stored[item.command_id] = {"content_sha256": item.content_sha256, "result": json.dumps(result),
-                                   "outcome": decision.outcome, "reason": reason}  # fmt: skip
-        await _queue_result(conn, queries, item, result)
-        outcomes[index] = Outcome(decision.outcome)
-        report.append(CommandOutcome(item.command_id, item.verb, decision.outcome, reason,
-                                     str(state.id) if state else None))  # fmt: skip
+            stored[item.command_id] = {"content_sha256": item.content_sha256, "result": json.dumps(result),
+                                       "outcome": decision.outcome, "reason": reason}  # fmt: skip
+            await _queue_result(conn, queries, item, result)
+            outcomes[index] = Outcome(decision.outcome)
+            report.append(CommandOutcome(item.command_id, item.verb, decision.outcome, reason,
+                                         str(state.id) if state else None))  # fmt: skip
     if report:
         await conn.execute("SELECT pg_notify('ingest_outbox', '')")
     return events, report
+
+
+def _command_attributes(item: Command | SourceTransition) -> dict[str, Any]:
+    if isinstance(item, SourceTransition):
+        attributes = {"ingest.command.kind": "source", "ingest.command.id": item.signal_sha256,
+                      "ingest.command.source": item.source_kind}  # fmt: skip
+    else:
+        attributes = {"ingest.command.kind": "command", "ingest.command.id": item.command_id}
+    attributes["ingest.command.verb"] = item.verb
+    if item.incident_key is not None:
+        attributes["ingest.incident.key"] = item.incident_key
+    return attributes
+
+
+@contextlib.contextmanager
+def _command_span(item: Command | SourceTransition, report: list[CommandOutcome]) -> Iterator[None]:
+    """`ingest.command`, current while `item` is applied; its outcome is the one it reported."""
+    if not tracing.active():
+        yield
+        return
+    reported = len(report)
+    with tracing.span("ingest.command", attributes=_command_attributes(item)) as span:
+        try:
+            yield
+        finally:
+            if len(report) > reported:
+                _trace_outcome(span, report[-1])
+
+
+def _trace_outcome(span: tracing.Span, done: CommandOutcome) -> None:
+    span.set_attribute("ingest.command.outcome", done.outcome)
+    span.set_attribute("ingest.command.republished", done.republished)
+    if done.reason is not None:
+        span.set_attribute("ingest.command.reason", done.reason)
+    if done.incident_id is not None:
+        span.set_attribute("ingest.incident.id", done.incident_id)
 
 
 def _result(
@@ -193,7 +236,9 @@ async def _write_event(
     write = ChunkWrite()
     write.add_event(event, outbox_lane(after.id, lanes))
     write.incidents = 1
-    write.check(await conn.fetchrow(queries["write_chunk"], *write.arguments))
+    traceparent = tracing.current_traceparent()
+    traceparents = [traceparent] if traceparent is not None else None
+    write.check(await conn.fetchrow(queries["write_chunk"], *write.arguments, traceparents))
     if changes is not None and (change := status_change(event.payload)) is not None:
         changes.append(change)
     return 1

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from ingest_worker import tracing
 from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.events import StatusChange, status_change
 from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
@@ -128,7 +129,37 @@ async def apply_batch(
 ) -> BatchResult:
     """Apply `inputs` (triggers, recoveries, commands, source transitions) in one transaction;
     one outcome per input, in input order. Signals are folded first (set-based), then commands
-    and source transitions one by one, in batch order, on the state the signals left."""
+    and source transitions one by one, in batch order, on the state the signals left.
+
+    Traced as `ingest.store`; the outbox rows of the signals' events carry its `traceparent`."""
+    if not tracing.active():
+        return await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy)
+    with tracing.span(
+        "ingest.store",
+        kind=tracing.SpanKind.CLIENT,
+        attributes={"db.system.name": "postgresql", "ingest.store.inputs": len(inputs)},
+    ) as span:
+        result = await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy)
+        counts: dict[str, int] = {}
+        for outcome in result.outcomes:
+            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+        span.set_attributes(
+            {"ingest.store.events": result.events_written}
+            | {f"ingest.store.{name}": count for name, count in counts.items()}
+        )
+        keys = {i.incident_key for i in inputs if isinstance(i, IncidentInput)}
+        tracing.set_incidents(span, keys=sorted(keys))
+        span.set_attribute("ingest.incident.count", len(keys))
+        return result
+
+
+async def _apply_batch(
+    conn: Connection,
+    inputs: Sequence[Effect],
+    outbox_lanes: int,
+    reopen_window: timedelta,
+    policy: Mapping[Verb, frozenset[str]],
+) -> BatchResult:
     if outbox_lanes < 1:
         raise ValueError("outbox_lanes must be >= 1")
     outcomes = [Outcome.DUPLICATE] * len(inputs)
@@ -235,12 +266,17 @@ async def _apply_signals(
         )
         plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
     events = 0
-    async with _Pipeline(conn, queries["write_chunk"]) as pipeline:
+    written: list[str] = []
+    traceparent = tracing.current_traceparent()
+    async with _Pipeline(conn, queries["write_chunk"], traceparent) as pipeline:
         for chunk in plan.chunks(CHUNK_SIGNALS):
             write = plan.compute(chunk, outcomes)
             events += len(write.events)
             changes.extend(c for e in write.events if (c := status_change(e.payload)) is not None)
             await pipeline.send(write)
+            if traceparent is not None:
+                written.extend(str(e.incident_id) for e in write.events)
+    tracing.set_incidents(tracing.current_span(), ids=written)
     return events
 
 
@@ -251,9 +287,10 @@ class _Pipeline:
     own error ignored) so that the transaction rolls back on an idle connection.
     """
 
-    def __init__(self, conn: Connection, query: str) -> None:
+    def __init__(self, conn: Connection, query: str, traceparent: str | None = None) -> None:
         self._conn = conn
         self._query = query
+        self._traceparent = traceparent
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Pipeline:
@@ -282,7 +319,8 @@ class _Pipeline:
         await asyncio.sleep(0)  # the task sends its statement now, before the caller computes on
 
     async def _write(self, write: ChunkWrite) -> None:
-        write.check(await self._conn.fetchrow(self._query, *write.arguments))
+        traceparents = [self._traceparent] * len(write.events) if self._traceparent else None
+        write.check(await self._conn.fetchrow(self._query, *write.arguments, traceparents))
 
 
 async def init_connection(conn: Connection) -> None:

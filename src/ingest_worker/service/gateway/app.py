@@ -45,6 +45,7 @@ from ingest_worker.service.gateway.limits import (
 )
 from ingest_worker.service.gateway.metrics import GatewayMetrics
 from ingest_worker.service.gateway.settings import CredentialStore, GatewaySettings
+from ingest_worker.service.gateway.traces import TELEMETRY, annotate
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, parse_json
 
@@ -309,6 +310,7 @@ class Gateway:
         except Refusal as refusal:
             response, reason = render(refusal), refusal.reason
         status = response.status_code
+        annotate(source, reason=reason)
         self.metrics.requests.labels(source, str(status)).inc()
         fields = {
             "source": source,
@@ -384,6 +386,7 @@ def create_app(
         "acknowledged the record (acks=all); a 503 means nothing was accepted.",
         docs_url="/docs",
         redoc_url=None,
+        telemetry=TELEMETRY,
     )
     app.state.gateway = gateway
     body_schemas: dict[str, Any] = {}
@@ -434,6 +437,7 @@ def create_app(
                 gateway.throttle(name)
                 effects = gateway.decode(name, body)
                 keys = incident_keys(effects)
+                annotate(name, keys)
                 ack = await gateway.produce(name, record_key(keys, body), body)
                 return JSONResponse(
                     {
@@ -518,6 +522,7 @@ def create_app(
             effects = gateway.decode(PAGERDUTY, value)
             dedup_key = str(record["dedup_key"])
             keys = incident_keys(effects)
+            annotate(PAGERDUTY, keys or [dedup_key])
             await gateway.produce(PAGERDUTY, record_key(keys or [dedup_key], value), value)
             return JSONResponse(
                 {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
@@ -553,6 +558,7 @@ def create_app(
                 raise gateway.not_installed(EXTERNAL)
             effects = gateway.decode(EXTERNAL, body)
             keys = incident_keys(effects)
+            annotate(EXTERNAL, keys)
             ack = await gateway.produce(EXTERNAL, record_key(keys, body), body)
             return JSONResponse(
                 {

@@ -12,6 +12,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from ingest_worker import tracing
 from ingest_worker.service.config import Settings
 from ingest_worker.service.gateway.metrics import GatewayMetrics
 from ingest_worker.service.gateway.settings import GatewaySettings
@@ -96,21 +97,37 @@ class Forwarder:
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.gateway.produce_timeout_seconds):
-                future = await producer.send(topic, value=value, key=key)
-                # Shielded: a timeout abandons the wait, never the producer's own future.
-                metadata: Any = await asyncio.shield(future)
-        except TimeoutError:
-            self.broker_ok = False
-            raise BrokerUnavailable("the broker did not acknowledge in time") from None
-        except KafkaError as exc:
-            raise BrokerUnavailable(
-                f"the broker refused the record ({type(exc).__name__})"
-            ) from exc
-        self.metrics.produce_seconds.observe(time.perf_counter() - started)
-        return Acknowledged(str(metadata.topic), int(metadata.partition), int(metadata.offset))
+        with tracing.span(
+            f"send {topic}",
+            kind=tracing.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "send",
+                "messaging.destination.name": topic,
+            },
+        ) as span:
+            # The record carries this span's context: the worker's batch span continues it.
+            headers = tracing.inject_headers() or None
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.gateway.produce_timeout_seconds):
+                    future = await producer.send(topic, value=value, key=key, headers=headers)
+                    # Shielded: a timeout abandons the wait, never the producer's own future.
+                    metadata: Any = await asyncio.shield(future)
+            except TimeoutError:
+                self.broker_ok = False
+                raise BrokerUnavailable("the broker did not acknowledge in time") from None
+            except KafkaError as exc:
+                raise BrokerUnavailable(
+                    f"the broker refused the record ({type(exc).__name__})"
+                ) from exc
+            self.metrics.produce_seconds.observe(time.perf_counter() - started)
+            ack = Acknowledged(str(metadata.topic), int(metadata.partition), int(metadata.offset))
+            if span.is_recording():
+                span.set_attribute("messaging.destination.partition.id", str(ack.partition))
+                span.set_attribute("messaging.kafka.offset", ack.offset)
+        return ack
 
     async def stop(self) -> None:
         """Stop probing, then flush and close the producer (records in flight get their acks)."""

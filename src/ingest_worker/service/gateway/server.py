@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import structlog
 import uvicorn
 
+from ingest_worker.service import telemetry
 from ingest_worker.service.config import Settings
 from ingest_worker.service.gateway.app import create_app
 from ingest_worker.service.gateway.auth import SignatureScheme
@@ -71,6 +72,7 @@ class GatewayServer:
         self.port = config.port
 
     async def start(self) -> None:
+        telemetry.configure("ingest-gateway")
         unprotected = CredentialStore(self.config).unprotected(
             [*self.sources, "pagerduty", "external"]
         )
@@ -102,6 +104,7 @@ class GatewayServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, self.settings.shutdown_grace_seconds + 5)
         await self.forwarder.stop()
+        telemetry.flush()
 
 
 async def serve(settings: Settings, config: GatewaySettings, *, dev: bool = False) -> int:

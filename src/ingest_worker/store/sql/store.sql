@@ -66,13 +66,13 @@ JOIN unnest($1::uuid[], $2::text[]) AS u(incident_id, sha256)
 
 -- name: write_chunk
 -- One statement writes a chunk of the batch from its events alone: the events ($1 payloads
--- as text, $2 hashes), their outbox rows ($3 lanes), each incident row as the snapshot of its
--- newest event, and the evidence the events list in changes.evidence_added ($4 sha256 →
--- $5 redacted payload). Then it wakes the outbox publisher (pg_notify is delivered at commit,
+-- as text, $2 hashes), their outbox rows ($3 lanes, $6 traceparents: NULL while tracing is off),
+-- each incident row as the snapshot of its newest event, and the evidence the events list in
+-- changes.evidence_added ($4 sha256 → $5 redacted payload). Then it wakes the outbox publisher (pg_notify is delivered at commit,
 -- once per transaction, not at all on rollback). Returns the row counts, which the caller checks.
 WITH chunk AS MATERIALIZED (
-    SELECT u.payload::jsonb AS payload, u.hash, u.lane
-    FROM unnest($1::text[], $2::text[], $3::int4[]) AS u(payload, hash, lane)
+    SELECT u.payload::jsonb AS payload, u.hash, u.lane, u.traceparent
+    FROM unnest($1::text[], $2::text[], $3::int4[], $6::text[]) AS u(payload, hash, lane, traceparent)
 ), newest AS (
     SELECT DISTINCT ON (c.payload ->> 'incident_id') c.payload -> 'snapshot' AS snapshot
     FROM chunk AS c
@@ -126,9 +126,9 @@ WITH chunk AS MATERIALIZED (
     FROM chunk AS c
     RETURNING 1
 ), new_outbox AS (
-    INSERT INTO outbox (event_id, incident_id, seq, lane)
+    INSERT INTO outbox (event_id, incident_id, seq, lane, traceparent)
     SELECT (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
-           (c.payload ->> 'seq')::int4, c.lane
+           (c.payload ->> 'seq')::int4, c.lane, c.traceparent
     FROM chunk AS c
     RETURNING 1
 ), new_evidence AS (
