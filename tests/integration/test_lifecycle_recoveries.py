@@ -136,6 +136,14 @@ async def test_a_late_older_trigger_adds_an_occurrence_and_changes_no_state(
     assert types(result) == ["incident.created", "incident.resolved", "incident.updated"]
 
 
+async def test_a_trigger_at_the_instant_of_the_resolving_recovery_reopens(conn: Connection) -> None:
+    # A tie counts for the trigger both ways: the recovery at 30 would not have resolved a
+    # trigger at 30 had it arrived first, so the trigger at 30 reopens what it resolved.
+    one = await run(conn, [[trigger(0)], [recovery(SCOPE, at=30)], [trigger(30)]])
+    other = await run(conn, [[trigger(0)], [trigger(30)], [recovery(SCOPE, at=30)]])
+    assert statuses(one) == statuses(other) == {(KEY, 1): "OPEN"}
+
+
 async def test_a_trigger_inside_the_reopen_window_reopens_the_episode(conn: Connection) -> None:
     result = await run(conn, [[trigger(0)], [recovery(SCOPE, at=60)], [trigger(120)]])
     assert statuses(result) == {(KEY, 1): "OPEN"}

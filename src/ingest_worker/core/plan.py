@@ -290,7 +290,8 @@ class _Fold:
             newest = self.plan._newest_recovery(self.scope, index)
             if newest is not None:
                 ended.append(newest[0])
-            if not ended or at > max(ended):
+            # A tie with the resolution counts as newer: RESOLVED needs a strictly newer recovery.
+            if not ended or at >= max(ended):
                 reopen = (
                     state.status == "RESOLVED"
                     and state.resolved_by == "signal"

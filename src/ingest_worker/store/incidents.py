@@ -239,6 +239,9 @@ async def _apply_signals(
     changes: list[StatusChange],
 ) -> int:
     plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)  # type: ignore[arg-type]
+    for index in fresh:  # a new recovery is `recovered`, whether or not it resolved anything
+        if isinstance(inputs[index], Recovery):
+            outcomes[index] = Outcome.RECOVERED
     scopes = sorted(
         {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
         | set(plan.recovery_scopes)
