@@ -235,3 +235,50 @@ async def test_a_recovery_resolves_an_acknowledged_incident(conn: Connection) ->
                            [recovery(SCOPE, at=120)]])  # fmt: skip
     assert out["incident"]["status"] == "RESOLVED"
     assert out["incident"]["acknowledged_at"] is not None
+
+
+async def _run_pending(conn: Connection, batches: list[list[Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        async with conn.transaction():
+            for batch in batches:
+                await apply_batch(conn, batch, outbox_lanes=4, open_after={"deploy_status": 2})
+            assert await replay_check(conn) == []
+            out["status"] = await conn.fetchval(
+                "SELECT status FROM incidents ORDER BY episode DESC LIMIT 1"
+            )
+            out["types"] = [r["type"] for r in await conn.fetch(
+                "SELECT type FROM incident_events ORDER BY incident_id, seq")]  # fmt: skip
+            raise _RollBack
+    except _RollBack:
+        pass
+    return out
+
+
+async def test_a_source_with_open_after_two_stays_pending_until_its_second_signal(
+    conn: Connection,
+) -> None:
+    first = await _run_pending(conn, [[incident_input(KEY, scope=SCOPE)]])
+    assert first["status"] == "PENDING"
+    second = await _run_pending(
+        conn,
+        [
+            [incident_input(KEY, scope=SCOPE)],
+            [incident_input(KEY, signal="s2", at=10, scope=SCOPE)],
+        ],
+    )
+    assert second["status"] == "OPEN"
+    assert second["types"] == ["incident.created", "incident.promoted"]
+
+
+async def test_a_pending_incident_is_cancelled_by_a_recovery_or_promoted_by_a_command(
+    conn: Connection,
+) -> None:
+    cancelled = await _run_pending(
+        conn, [[incident_input(KEY, scope=SCOPE)], [recovery(SCOPE, at=60)]]
+    )
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["types"] == ["incident.created", "incident.cancelled"]
+    promoted = await _run_pending(conn, [[incident_input(KEY, scope=SCOPE)], [command("promote")]])
+    assert promoted["status"] == "OPEN"
+    assert promoted["types"] == ["incident.created", "incident.promoted"]

@@ -90,10 +90,13 @@ class BatchPlan:
         lanes: int,
         *,
         reopen_window: timedelta = timedelta(seconds=300),
+        open_after: Mapping[str, int] | None = None,
     ) -> None:
         self.inputs = effects
         self.lanes = lanes
         self.reopen_window = reopen_window
+        #: source kind → occurrences before an incident opens (SPEC §7.1 PENDING; default 1)
+        self.open_after = dict(open_after or {})
         #: incident key → indexes of its new triggers and of the recoveries of its scope.
         self.steps: dict[str, list[int]] = {}
         self._scope_of: dict[str, str] = {}
@@ -263,6 +266,8 @@ class _Fold:
         after = start(
             signal, incident, episode=episode, previous=None if previous is None else previous.id
         )
+        if self.plan.open_after.get(signal.source_kind, 1) > 1:
+            after = replace(after, status="PENDING")
         self._emit(
             after, occurred_at=signal.signal_time, signal_sha256=signal.signal_sha256,
             kind=None, evidence_from=index,
@@ -311,9 +316,14 @@ class _Fold:
                 )  # fmt: skip
                 return Outcome.UPDATED
         # An occurrence: active, or older than the resolution (adds evidence, changes no state).
+        after = advance(state, signal)
+        kind = None
+        threshold = self.plan.open_after.get(state.source_kind, 1)
+        if after.status == "PENDING" and after.occurrence_count >= threshold:
+            after, kind = replace(after, status="OPEN"), "incident.promoted"
         self._emit(
-            advance(state, signal), occurred_at=at, signal_sha256=signal.signal_sha256,
-            kind=None, evidence_from=index,
+            after, occurred_at=at, signal_sha256=signal.signal_sha256,
+            kind=kind, evidence_from=index,
         )  # fmt: skip
         return Outcome.UPDATED
 

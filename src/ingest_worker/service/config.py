@@ -74,6 +74,9 @@ class Settings(_SourceTopics):
     outbox_lanes: int = Field(default=64, ge=1, le=4096)
     #: SPEC §7.4: a trigger this soon after an automatic resolve reopens it (flap damper).
     reopen_window_seconds: float = Field(default=300.0, ge=0)
+    #: SPEC §7.1: occurrences before an incident of a source opens (PENDING until then), by
+    #: source name, e.g. INGEST_OPEN_AFTER='{"alertmanager": 2}'; default 1 (straight to OPEN).
+    open_after: dict[str, int] = Field(default_factory=dict)
 
     ce_source: str = "ingest-worker"
     http_host: str = "0.0.0.0"  # noqa: S104 - a service's probe endpoint must be reachable

@@ -136,6 +136,7 @@ class Worker:
                 outbox_lanes=s.outbox_lanes,
                 reopen_window_seconds=s.reopen_window_seconds,
                 policy=s.policy(),
+                open_after=s.open_after,
             ),
             dead_letters=KafkaDeadLetterSink(producer, s.topic_dead_letter),
             metrics=self.metrics,

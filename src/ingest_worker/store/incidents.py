@@ -126,6 +126,7 @@ async def apply_batch(
     outbox_lanes: int = 64,
     reopen_window: timedelta = timedelta(seconds=300),
     policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
+    open_after: Mapping[str, int] | None = None,
 ) -> BatchResult:
     """Apply `inputs` (triggers, recoveries, commands, source transitions) in one transaction;
     one outcome per input, in input order. Signals are folded first (set-based), then commands
@@ -133,13 +134,13 @@ async def apply_batch(
 
     Traced as `ingest.store`; the outbox rows of the signals' events carry its `traceparent`."""
     if not tracing.active():
-        return await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy)
+        return await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy, open_after)
     with tracing.span(
         "ingest.store",
         kind=tracing.SpanKind.CLIENT,
         attributes={"db.system.name": "postgresql", "ingest.store.inputs": len(inputs)},
     ) as span:
-        result = await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy)
+        result = await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy, open_after)
         counts: dict[str, int] = {}
         for outcome in result.outcomes:
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
@@ -159,6 +160,7 @@ async def _apply_batch(
     outbox_lanes: int,
     reopen_window: timedelta,
     policy: Mapping[Verb, frozenset[str]],
+    open_after: Mapping[str, int] | None,
 ) -> BatchResult:
     if outbox_lanes < 1:
         raise ValueError("outbox_lanes must be >= 1")
@@ -217,7 +219,15 @@ async def _apply_batch(
         fresh_transitions = {transitions[m] for m in transitions if m in new}
         if fresh:
             events += await _apply_signals(
-                conn, queries, signal_inputs, fresh, outcomes, outbox_lanes, reopen_window, changes
+                conn,
+                queries,
+                signal_inputs,
+                fresh,
+                outcomes,
+                outbox_lanes,
+                reopen_window,
+                changes,
+                open_after,
             )
         if lifecycle:
             written, command_report = await apply_commands(
@@ -237,8 +247,15 @@ async def _apply_signals(
     outbox_lanes: int,
     reopen_window: timedelta,
     changes: list[StatusChange],
+    open_after: Mapping[str, int] | None = None,
 ) -> int:
-    plan = BatchPlan(inputs, fresh, outbox_lanes, reopen_window=reopen_window)  # type: ignore[arg-type]
+    plan = BatchPlan(
+        inputs,  # type: ignore[arg-type]  # indexes of `fresh` are never None
+        fresh,
+        outbox_lanes,
+        reopen_window=reopen_window,
+        open_after=open_after,
+    )
     for index in fresh:  # a new recovery is `recovered`, whether or not it resolved anything
         if isinstance(inputs[index], Recovery):
             outcomes[index] = Outcome.RECOVERED

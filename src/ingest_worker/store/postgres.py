@@ -72,11 +72,13 @@ class PostgresIncidentStore:
         outbox_lanes: int,
         reopen_window_seconds: float = 300.0,
         policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
+        open_after: Mapping[str, int] | None = None,
     ) -> None:
         self._pool = pool
         self._lanes = outbox_lanes
         self._reopen_window = timedelta(seconds=reopen_window_seconds)
         self._policy = policy
+        self._open_after = dict(open_after or {})
 
     async def apply(self, inputs: Sequence[Effect]) -> BatchResult:
         try:
@@ -87,6 +89,7 @@ class PostgresIncidentStore:
                     outbox_lanes=self._lanes,
                     reopen_window=self._reopen_window,
                     policy=self._policy,
+                    open_after=self._open_after,
                 )
         except asyncio.CancelledError:
             raise
