@@ -26,22 +26,31 @@ RETURNING incident_key, signal_sha256;
 
 -- name: select_incidents
 -- Newest episode of the given incident keys ($1), and of the keys with an active incident in
--- the given recovery scopes ($2), with the hash of its newest event (the chain head).
-SELECT DISTINCT ON (i.incident_key)
-       i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
+-- the given recovery scopes ($2, usually empty: skipped), with the hash of its newest event.
+-- Two index scans (the key index, the partial index of active incidents by scope), never a
+-- scan of the table.
+WITH wanted AS (
+    SELECT u.k AS incident_key FROM unnest($1::text[]) AS u(k)
+    UNION
+    SELECT a.incident_key FROM incidents AS a
+    WHERE cardinality($2::text[]) > 0
+      AND a.recovery_scope = ANY($2::text[])
+      AND a.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED')
+)
+SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
        i.correlation_keys, i.first_seen_at, i.last_seen_at, i.occurrence_count, i.last_seq,
        i.lead_signal_at, i.lead_signal_sha256, i.episode, i.previous_incident_id,
        i.recovery_scope, i.acknowledged_at, i.mitigated_at, i.resolved_at, i.closed_at,
        i.resolved_by, i.reopen_count, e.hash AS head_hash
-FROM incidents AS i
-LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq
-WHERE i.incident_key = ANY($1::text[])
-   OR i.incident_key IN (
-        SELECT a.incident_key FROM incidents AS a
-        WHERE a.recovery_scope = ANY($2::text[])
-          AND a.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED'))
-ORDER BY i.incident_key, i.episode DESC;
+FROM wanted AS w
+CROSS JOIN LATERAL (
+    SELECT * FROM incidents AS n
+    WHERE n.incident_key = w.incident_key
+    ORDER BY n.episode DESC
+    LIMIT 1
+) AS i
+LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq;
 
 -- name: select_recoveries
 -- The newest recovery of each given scope, stored before this batch.
