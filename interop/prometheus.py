@@ -81,13 +81,22 @@ def ensure_prometheus_installed() -> None:
         fail("the prometheus package installed no promtool/prometheus on PATH")
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
+def port_is_free(port: int, *, wait_seconds: float = 30.0) -> bool:
+    """No process listens on `port`. Connections of a run that just ended (TIME_WAIT, a
+    PostgreSQL still shutting down) are waited out for up to `wait_seconds`: the servers bind
+    with SO_REUSEADDR, so does this check."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
             return False
-    return True
+        time.sleep(0.5)
 
 
 def free_port() -> int:
