@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from asyncpg.pool import PoolConnectionProxy
 
 from ingest_worker import tracing
+from ingest_worker.core.canonical import utc_timestamp
 from ingest_worker.core.errors import TransientError
 from ingest_worker.delivery.batches import Backoff, retry_transient
 from ingest_worker.metrics import Metrics
@@ -162,7 +163,7 @@ class OutboxPublisher:
                         ("ce_id", str(row["id"]).encode()),
                         ("ce_source", source),
                         ("ce_type", f"incident.command.{row['outcome']}".encode()),
-                        ("ce_time", row["occurred_at"].isoformat().replace("+00:00", "Z").encode()),
+                        ("ce_time", utc_timestamp(row["occurred_at"]).encode()),
                         ("ce_subject", str(row["subject"]).encode()),
                         ("content-type", b"application/json"),
                     ],

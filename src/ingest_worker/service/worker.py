@@ -54,23 +54,15 @@ def _security(settings: Settings) -> dict[str, Any]:
     )
     use_ssl = settings.kafka_security_protocol == "SASL_SSL"
     ssl_context = options.get("ssl_context")
+    mechanisms: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
     security: BaseSecurity
-    if settings.kafka_sasl_mechanism == "PLAIN":
-        security = SASLPlaintext(
-            username=settings.kafka_sasl_username or "",
-            password=password,
-            ssl_context=ssl_context,
-            use_ssl=use_ssl,
-        )
-    elif settings.kafka_sasl_mechanism == "SCRAM-SHA-256":
-        security = SASLScram256(
-            username=settings.kafka_sasl_username or "",
-            password=password,
-            ssl_context=ssl_context,
-            use_ssl=use_ssl,
-        )
-    elif settings.kafka_sasl_mechanism == "SCRAM-SHA-512":
-        security = SASLScram512(
+    sasl = mechanisms.get(settings.kafka_sasl_mechanism or "")
+    if sasl is not None:
+        security = sasl(
             username=settings.kafka_sasl_username or "",
             password=password,
             ssl_context=ssl_context,
