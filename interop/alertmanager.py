@@ -38,7 +38,7 @@ from prometheus import (  # the helpers of interop/prometheus.py
     Processes,
     free_port,
     http_get,
-    port_is_free,
+    run_checks,
     wait_for,
 )
 
@@ -122,19 +122,11 @@ def main() -> int:
     say(f"using {binary}: {(version.stdout or version.stderr).splitlines()[0]}")
     if not EXE.exists():
         fail(f"{EXE} missing: run `make install` first")
-    busy = [p for p in (HTTP_PORT, GATEWAY_PORT, KAFKA_PORT, POSTGRES_PORT) if not port_is_free(p)]
-    if busy:
-        fail(f"ports {busy} are in use (another `make run`?): stop it or set INTEROP_*_PORT")
-    procs = Processes()
-    workdir = Path(tempfile.mkdtemp(prefix="interop-alertmanager-"))
-    try:
-        return checks(procs, workdir, binary)
-    except InteropFailure:
-        procs.tails()
-        raise
-    finally:
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+    return run_checks(
+        "alertmanager",
+        [HTTP_PORT, GATEWAY_PORT, KAFKA_PORT, POSTGRES_PORT],
+        lambda procs, workdir: checks(procs, workdir, binary),
+    )
 
 
 def checks(procs: Processes, workdir: Path, binary: str) -> int:

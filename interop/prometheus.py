@@ -192,14 +192,21 @@ def main() -> int:
         fail(f"{EXE} missing: run `make install` first")
     with_gateway = cli_has("gateway")
     ports = [HTTP_PORT, KAFKA_PORT, POSTGRES_PORT] + ([GATEWAY_PORT] if with_gateway else [])
+    return run_checks(
+        "prometheus", ports, lambda procs, workdir: checks(procs, workdir, with_gateway)
+    )
+
+
+def run_checks(name: str, ports: list[int], body: Callable[[Processes, Path], int]) -> int:
+    """Run `body` with the given ports free, a work directory and the processes it starts,
+    which are stopped (their log tails printed on a failure) whatever happens."""
     busy = [p for p in ports if not port_is_free(p)]
     if busy:
         fail(f"ports {busy} are in use (another `make run`?): stop it or set INTEROP_*_PORT")
-
     procs = Processes()
-    workdir = Path(tempfile.mkdtemp(prefix="interop-prometheus-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"interop-{name}-"))
     try:
-        return checks(procs, workdir, with_gateway)
+        return body(procs, workdir)
     except InteropFailure:
         procs.tails()
         raise
