@@ -22,8 +22,8 @@ def test_a_name_defined_twice_is_an_error() -> None:
     [
         ("store.sql", {"lock_incidents", "insert_processed_signals", "select_incidents",
                        "select_recoveries", "insert_recoveries", "select_evidence",
-                       "write_chunk", "select_command_scopes", "select_command_target",
-                       "select_receipts", "insert_receipt", "insert_command_result"}),
+                       "write_chunk", "select_command_scopes", "select_command_targets",
+                       "select_receipts", "insert_receipts", "insert_command_results"}),
         ("audit.sql", {"incidents_by_id", "events_by_incident", "evidence_by_incident"}),
     ],
 )  # fmt: skip

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from ingest_worker.core.canonical import canonical_json
 from ingest_worker.core.redaction import (
     REDACTED,
+    any_identifier_holds_credential,
+    identifier_holds_credential,
     is_secret_key,
     may_contain_secrets,
     redact,
@@ -257,3 +259,30 @@ def test_alerting_tool_integration_keys_are_secret_keys() -> None:
     value = {"routing_key": "R0ABCDEF0123456789ABCDEF01234567", "integration-key": "abc", "x": 1}
     assert redact(value) == {"routing_key": "[REDACTED]", "integration-key": "[REDACTED]", "x": 1}
     assert may_contain_secrets('{"routing_key": "R0ABCDEF"}')
+
+
+identifier_fragments = st.sampled_from(
+    ["runner", ":", "@", "://", "u:p", "/", " ", "\n", "token", "BEARER", "abcdefgh1", "=", "x"]
+)
+identifier_parts = st.lists(
+    st.lists(identifier_fragments | secretish_text | st.text(max_size=6), max_size=6).map(
+        "".join
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(identifier_parts)
+def test_the_joined_identifier_check_agrees_with_checking_each_part(parts: list[str]) -> None:
+    assert any_identifier_holds_credential(parts) == any(
+        identifier_holds_credential(part) for part in parts
+    )
+
+
+def test_the_joined_identifier_check_finds_a_credential_in_any_part() -> None:
+    assert any_identifier_holds_credential(["deploy:prod", "https://u:pw@host/x"])
+    assert any_identifier_holds_credential(["ok", GITHUB_TOKEN])
+    # `BEARER` ending one part and a token beginning the next is no `Bearer <token>`.
+    assert not any_identifier_holds_credential(["step BEARER", "abcdefgh12345"])
+    assert not any_identifier_holds_credential(["runner:1:build:failure", "prod"])

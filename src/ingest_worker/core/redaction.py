@@ -10,6 +10,7 @@ ordinary text), so a clean signal costs a few microseconds; the regexes run only
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, Final
 
@@ -189,6 +190,19 @@ def identifier_holds_credential(text: str) -> bool:
     if "://" in text and _URL_CREDENTIALS.search(text) is not None:
         return True
     return _IDENTIFIER_ASSIGNMENT.search(text) is not None
+
+
+def any_identifier_holds_credential(parts: Iterable[str]) -> bool:
+    """Whether any of `parts` holds a credential (`identifier_holds_credential` on each).
+
+    One pre-filter pass over the parts joined by newlines first: no hint contains a newline and
+    the URL-userinfo hint stops at whitespace, so a joined text without hints guarantees parts
+    without hints (property-tested). Only when it has one is each part checked on its own.
+    """
+    parts = list(parts)
+    if not may_contain_secrets("\n".join(parts)):
+        return False
+    return any(identifier_holds_credential(part) for part in parts)
 
 
 def _redact_assignment(match: re.Match[str]) -> str:

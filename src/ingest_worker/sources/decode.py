@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 from pydantic import ValidationError
 
 from ingest_worker.core.errors import InvalidSignal, RejectReason
-from ingest_worker.core.redaction import identifier_holds_credential, redact_text
+from ingest_worker.core.redaction import any_identifier_holds_credential, redact_text
 from ingest_worker.core.values import (
     IncidentInput,
     Recovery,
@@ -239,7 +239,7 @@ def _refuse_credentials_in_identifiers(item: SignalEffect) -> None:
     parts.extend(e.ref for e in item.evidence)
     # Each part on its own: joined, `BEARER` ending one and the next beginning would read as
     # `Bearer <token>`.
-    if any(identifier_holds_credential(part) for part in parts):
+    if any_identifier_holds_credential(parts):
         raise _invalid(
             RejectReason.SCHEMA_VIOLATION,
             "an identifier field (env, ids, names, ARNs) holds a value that looks like a "

@@ -49,13 +49,75 @@ class CommandOutcome:
     republished: bool = False
 
 
-async def _newest(
-    conn: Any, queries: Mapping[str, str], key: str | None, ident: str | None
-) -> tuple[IncidentState | None, str | None]:
-    row = await conn.fetchrow(queries["select_command_target"], key, ident)
-    if row is None:
-        return None, None
-    return IncidentState.from_row(row), row["head_hash"]
+class _Targets:
+    """The batch's command targets as stored after its signals, updated as commands apply:
+    a later command of the batch sees what an earlier one did."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.by_id: dict[uuid.UUID, tuple[IncidentState, str | None]] = {}
+        self.newest: dict[str, uuid.UUID] = {}
+        for row in rows:
+            state = IncidentState.from_row(row)
+            self.by_id[state.id] = (state, row["head_hash"])
+            current = self.newest.get(state.incident_key)
+            if current is None or self.by_id[current][0].episode < state.episode:
+                self.newest[state.incident_key] = state.id
+
+    def find(self, key: str | None, ident: str | None) -> tuple[IncidentState | None, str | None]:
+        """The newest episode of `key`, or the incident `ident` when its episode is newer
+        (what `incident_key = key OR id = ident ORDER BY episode DESC LIMIT 1` selects)."""
+        found: tuple[IncidentState, str | None] | None = None
+        if key is not None and (newest := self.newest.get(key)) is not None:
+            found = self.by_id[newest]
+        if ident is not None:
+            with contextlib.suppress(ValueError):
+                other = self.by_id.get(uuid.UUID(ident))
+                if other is not None and (found is None or other[0].episode > found[0].episode):
+                    found = other
+        return (None, None) if found is None else found
+
+    def update(self, after: IncidentState, head: str) -> None:
+        self.by_id[after.id] = (after, head)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as the column arrays of an `unnest` statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class _Writes:
+    """What a batch's commands write, sent as one statement per table at the end."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        self.events = ChunkWrite()
+        self.traceparents: list[str | None] = []
+        self.incidents: set[uuid.UUID] = set()
+        self.receipts: list[tuple[Any, ...]] = []
+        self.results: list[tuple[Any, ...]] = []
+
+    def event(self, event: Any, after: IncidentState) -> None:
+        self.events.add_event(event, outbox_lane(after.id, self.lanes))
+        self.traceparents.append(tracing.current_traceparent())
+        self.incidents.add(after.id)
+
+    def result(self, item: Command, result: dict[str, Any]) -> None:
+        self.results.append((
+            result_id(item.command_id, item.content_sha256), item.command_id, result["outcome"],
+            result.get("incidentKey") or item.command_id, json.dumps(result), item.issued_at,
+        ))  # fmt: skip
+
+    async def send(self, conn: Any, queries: Mapping[str, str]) -> None:
+        if self.events.events:
+            self.events.incidents = len(self.incidents)
+            traceparents = self.traceparents if any(self.traceparents) else None
+            self.events.check(
+                await conn.fetchrow(queries["write_chunk"], *self.events.arguments, traceparents)
+            )
+        if self.receipts:
+            await conn.execute(queries["insert_receipts"], *_columns(self.receipts))
+        if self.results:
+            await conn.fetchrow(queries["insert_command_results"], *_columns(self.results))
 
 
 async def target_keys(
@@ -80,26 +142,38 @@ async def apply_commands(
     fresh_transitions: set[int],
     changes: list[StatusChange] | None = None,
 ) -> tuple[int, list[CommandOutcome]]:
-    """Apply commands and source transitions in order; returns (events written, outcomes)."""
+    """Apply commands and source transitions in order; returns (events written, outcomes).
+
+    Four statements whatever the number of commands: the receipts and the targets are read
+    first, each command is decided in order on the state the ones before it left, then their
+    events, receipts and results are written."""
     queries = load_queries("store.sql")
     events = 0
     report: list[CommandOutcome] = []
     ids = [item.command_id for _, item in items if isinstance(item, Command)]
     stored = {r["command_id"]: r for r in await conn.fetch(queries["select_receipts"], ids)}
+    keys = sorted({i.incident_key for _, i in items if i.incident_key is not None})
+    wanted_ids: list[uuid.UUID] = []
+    for _, item in items:
+        if isinstance(item, Command) and item.incident_id is not None:
+            with contextlib.suppress(ValueError):
+                wanted_ids.append(uuid.UUID(item.incident_id))
+    targets = _Targets(await conn.fetch(queries["select_command_targets"], keys, wanted_ids))
+    writes = _Writes(lanes)
     for index, item in items:
         if isinstance(item, SourceTransition) and index not in fresh_transitions:
             continue
         with _command_span(item, report):
             if isinstance(item, SourceTransition):
-                state, head = await _newest(conn, queries, item.incident_key, None)
+                state, head = targets.find(item.incident_key, None)
                 decision = evaluate(state, item.verb, at=item.signal_time, cause="source")
                 cause = {"kind": "source", "source": item.source_kind, "signal_sha256": item.signal_sha256,
                          "actor": {"type": "service", "id": item.actor or item.source_kind}}  # fmt: skip
                 if decision.after is not None and state is not None and head is not None:
-                    events += await _write_event(
-                        conn, queries, state, decision.after, head, decision.event_type,
+                    events += _write_event(
+                        writes, targets, state, decision.after, head, decision.event_type,
                         at=item.signal_time, sha=item.signal_sha256, cause=cause, rationale=None,
-                        note=item.note, lanes=lanes, changes=changes,
+                        note=item.note, changes=changes,
                     )  # fmt: skip
                 outcomes[index] = Outcome(decision.outcome)
                 report.append(CommandOutcome(item.signal_sha256, item.verb, decision.outcome,
@@ -109,18 +183,18 @@ async def apply_commands(
             receipt = stored.get(item.command_id)
             if receipt is not None:
                 if receipt["content_sha256"] == item.content_sha256:
-                    await _queue_result(conn, queries, item, json.loads(receipt["result"]))
+                    writes.result(item, json.loads(receipt["result"]))
                     outcomes[index] = Outcome.DUPLICATE
                     report.append(CommandOutcome(item.command_id, item.verb, receipt["outcome"],
                                                  receipt["reason"], None, republished=True))  # fmt: skip
                 else:
                     result = _result(item, "rejected", "idempotency_key_reused", None, None)
-                    await _queue_result(conn, queries, item, result)
+                    writes.result(item, result)
                     outcomes[index] = Outcome.REJECTED
                     report.append(CommandOutcome(item.command_id, item.verb, "rejected",
                                                  "idempotency_key_reused", None))  # fmt: skip
                 continue
-            state, head = await _newest(conn, queries, item.incident_key, item.incident_id)
+            state, head = targets.find(item.incident_key, item.incident_id)
             decision = evaluate(
                 state, item.verb, at=item.issued_at, cause="command", roles=item.roles,
                 policy=policy, rationale=item.rationale,
@@ -135,27 +209,27 @@ async def apply_commands(
                     "command_id": item.command_id,
                     "actor": item.actor_json(),
                 }
-                events += await _write_event(
-                    conn, queries, state, after, head, decision.event_type, at=item.issued_at,
+                events += _write_event(
+                    writes, targets, state, after, head, decision.event_type, at=item.issued_at,
                     sha=item.content_sha256, cause=cause, rationale=item.rationale,
-                    note=item.note, lanes=lanes, changes=changes,
+                    note=item.note, changes=changes,
                 )  # fmt: skip
                 event_id = str(make_event_id(after.id, after.last_seq))
             reason = decision.reason.value if decision.reason else None
             result = _result(item, decision.outcome, reason, after or state, event_id)
-            await conn.execute(
-                queries["insert_receipt"], item.command_id, item.content_sha256, item.verb,
-                state.id if state else None, decision.outcome, reason,
-                uuid.UUID(event_id) if event_id else None, item.issued_at, json.dumps(result),
-            )  # fmt: skip
-            stored[item.command_id] = {"content_sha256": item.content_sha256, "result": json.dumps(result),
+            result_text = json.dumps(result)
+            writes.receipts.append((
+                item.command_id, item.content_sha256, item.verb, state.id if state else None,
+                decision.outcome, reason, uuid.UUID(event_id) if event_id else None,
+                item.issued_at, result_text,
+            ))  # fmt: skip
+            stored[item.command_id] = {"content_sha256": item.content_sha256, "result": result_text,
                                        "outcome": decision.outcome, "reason": reason}  # fmt: skip
-            await _queue_result(conn, queries, item, result)
+            writes.result(item, result)
             outcomes[index] = Outcome(decision.outcome)
             report.append(CommandOutcome(item.command_id, item.verb, decision.outcome, reason,
                                          str(state.id) if state else None))  # fmt: skip
-    if report:
-        await conn.execute("SELECT pg_notify('ingest_outbox', '')")
+    await writes.send(conn, queries)
     return events, report
 
 
@@ -213,32 +287,17 @@ def _result(
     }
 
 
-async def _queue_result(
-    conn: Any, queries: Mapping[str, str], item: Command, result: dict[str, Any]
-) -> None:
-    await conn.execute(
-        queries["insert_command_result"], result_id(item.command_id, item.content_sha256),
-        item.command_id, result["outcome"], result.get("incidentKey") or item.command_id,
-        json.dumps(result), item.issued_at,
-    )  # fmt: skip
-
-
-async def _write_event(
-    conn: Any, queries: Mapping[str, str], state: IncidentState, after: IncidentState,
+def _write_event(
+    writes: _Writes, targets: _Targets, state: IncidentState, after: IncidentState,
     head: str, kind: str | None, *, at: Any, sha: str, cause: dict[str, Any],
-    rationale: str | None, note: str | None, lanes: int,
-    changes: list[StatusChange] | None = None,
+    rationale: str | None, note: str | None, changes: list[StatusChange] | None = None,
 ) -> int:  # fmt: skip
     event = build_event(
         state.snapshot(), after.snapshot(), occurred_at=at, signal_sha256=sha, prev_hash=head,
         kind=kind, cause=cause, rationale=rationale, note=note,
     )  # fmt: skip
-    write = ChunkWrite()
-    write.add_event(event, outbox_lane(after.id, lanes))
-    write.incidents = 1
-    traceparent = tracing.current_traceparent()
-    traceparents = [traceparent] if traceparent is not None else None
-    write.check(await conn.fetchrow(queries["write_chunk"], *write.arguments, traceparents))
+    writes.event(event, after)
+    targets.update(after, event.hash)
     if changes is not None and (change := status_change(event.payload)) is not None:
         changes.append(change)
     return 1

@@ -53,11 +53,17 @@ CROSS JOIN LATERAL (
 LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq;
 
 -- name: select_recoveries
--- The newest recovery of each given scope, stored before this batch.
-SELECT DISTINCT ON (r.scope) r.scope, r.signal_time, r.signal_sha256
-FROM recoveries AS r
-WHERE r.scope = ANY($1::text[])
-ORDER BY r.scope, r.signal_time DESC, r.signal_sha256 DESC;
+-- The newest recovery of each given scope ($1, distinct), stored before this batch: one index
+-- probe per scope (an `= ANY` over a batch of scopes made the planner scan the whole table).
+SELECT u.scope, r.signal_time, r.signal_sha256
+FROM unnest($1::text[]) AS u(scope)
+CROSS JOIN LATERAL (
+    SELECT n.signal_time, n.signal_sha256
+    FROM recoveries AS n
+    WHERE n.scope = u.scope
+    ORDER BY n.signal_time DESC, n.signal_sha256 DESC
+    LIMIT 1
+) AS r;
 
 -- name: insert_recoveries
 INSERT INTO recoveries (scope, signal_sha256, source_kind, signal_time)
@@ -162,32 +168,58 @@ SELECT DISTINCT i.incident_key, i.recovery_scope
 FROM incidents AS i
 WHERE i.incident_key = ANY($1::text[]) OR i.id = ANY($2::uuid[]);
 
--- name: select_command_target
--- A command's target: the newest episode of a key ($1), or the incident with an id ($2).
+-- name: select_command_targets
+-- The targets of a batch's commands and source transitions: the newest episode of each key
+-- ($1) and the incidents with the given ids ($2), each with the hash of its newest event.
+-- Read after the batch's signals were applied, inside its transaction and locks.
+WITH wanted AS (
+    SELECT n.id FROM unnest($1::text[]) AS u(k)
+    CROSS JOIN LATERAL (
+        SELECT a.id FROM incidents AS a
+        WHERE a.incident_key = u.k
+        ORDER BY a.episode DESC
+        LIMIT 1
+    ) AS n
+    UNION
+    SELECT b.id FROM incidents AS b WHERE b.id = ANY($2::uuid[])
+)
 SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
        i.correlation_keys, i.first_seen_at, i.last_seen_at, i.occurrence_count, i.last_seq,
        i.lead_signal_at, i.lead_signal_sha256, i.episode, i.previous_incident_id,
        i.recovery_scope, i.acknowledged_at, i.mitigated_at, i.resolved_at, i.closed_at,
        i.resolved_by, i.reopen_count, e.hash AS head_hash
-FROM incidents AS i
-LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq
-WHERE i.incident_key = $1::text OR i.id = $2::uuid
-ORDER BY i.episode DESC
-LIMIT 1;
+FROM wanted AS w
+JOIN incidents AS i ON i.id = w.id
+LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq;
 
 -- name: select_receipts
 SELECT command_id, content_sha256, outcome, reason, result::text AS result
 FROM command_receipts
 WHERE command_id = ANY($1::text[]);
 
--- name: insert_receipt
+-- name: insert_receipts
+-- The receipts of a batch's new commands, one statement.
 INSERT INTO command_receipts (
     command_id, content_sha256, type, incident_id, outcome, reason, event_id, issued_at, result)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb);
+SELECT u.command_id, u.content_sha256, u.type, u.incident_id, u.outcome, u.reason, u.event_id,
+       u.issued_at, u.result::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::uuid[],
+            $8::timestamptz[], $9::text[])
+     WITH ORDINALITY AS u(command_id, content_sha256, type, incident_id, outcome, reason,
+                          event_id, issued_at, result, n)
+ORDER BY u.n;
 
--- name: insert_command_result
--- The outcome to publish; the same command again queues the same id (at least once, same ce_id).
-INSERT INTO command_results_outbox (id, command_id, outcome, subject, payload, occurred_at)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
-ON CONFLICT ON CONSTRAINT command_results_outbox_pkey DO NOTHING;
+-- name: insert_command_results
+-- The outcomes to publish, in batch order (created_at is per row); the same command again
+-- queues the same id (at least once, same ce_id). Then it wakes the outbox publisher.
+WITH queued AS (
+    INSERT INTO command_results_outbox (id, command_id, outcome, subject, payload, occurred_at)
+    SELECT u.id, u.command_id, u.outcome, u.subject, u.payload::jsonb, u.occurred_at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+         WITH ORDINALITY AS u(id, command_id, outcome, subject, payload, occurred_at, n)
+    ORDER BY u.n
+    ON CONFLICT ON CONSTRAINT command_results_outbox_pkey DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('ingest_outbox', '') AS notified, (SELECT count(*) FROM queued) AS queued;
