@@ -73,11 +73,15 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
 ON CONFLICT ON CONSTRAINT recoveries_pkey DO NOTHING;
 
 -- name: select_evidence
--- Which of the given (incident_id, sha256) evidence rows exist already.
-SELECT e.incident_id, e.sha256
-FROM incident_evidence AS e
-JOIN unnest($1::uuid[], $2::text[]) AS u(incident_id, sha256)
-  ON e.incident_id = u.incident_id AND e.sha256 = u.sha256;
+-- Which of the given (incident_id, sha256) evidence rows exist already: one probe of the unique
+-- index per pair (a join let the planner hash the whole table for a small batch).
+SELECT u.incident_id, u.sha256
+FROM unnest($1::uuid[], $2::text[]) AS u(incident_id, sha256)
+CROSS JOIN LATERAL (
+    SELECT FROM incident_evidence AS e
+    WHERE e.incident_id = u.incident_id AND e.sha256 = u.sha256
+    LIMIT 1
+) AS found;
 
 -- name: write_chunk
 -- One statement writes a chunk of the batch from its events alone: the events ($1 payloads
