@@ -38,7 +38,16 @@ from ingest_worker.store.postgres import PostgresIncidentStore, create_pool, pin
 log = structlog.get_logger("ingest_worker.worker")
 
 PROBE_INTERVAL_SECONDS = 2.0
-INCIDENT_COUNTS = "SELECT status, severity, count(*) FROM incidents GROUP BY status, severity"
+#: Incidents by status and severity: the active ones (the partial index of active incidents, a
+#: small part of the table) every probe interval, every status only every
+#: `ALL_COUNTS_INTERVAL_SECONDS` (a scan of the whole table, which only grows).
+ACTIVE_STATUSES = ("PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED")
+ACTIVE_COUNTS = (
+    "SELECT status, severity, count(*) FROM incidents "
+    "WHERE status = ANY($1::text[]) GROUP BY status, severity"
+)
+ALL_COUNTS = "SELECT status, severity, count(*) FROM incidents GROUP BY status, severity"
+ALL_COUNTS_INTERVAL_SECONDS = 60.0
 
 
 def _security(settings: Settings) -> dict[str, Any]:
@@ -91,6 +100,8 @@ class Worker:
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self._all_counts_at = -ALL_COUNTS_INTERVAL_SECONDS  # the first refresh counts everything
+        self._counts: dict[tuple[str, str], int] = {}
         self.stopping = asyncio.Event()
         self.health = HealthState(max_batch_seconds=settings.max_poll_interval_ms / 1000)
         self.pool: asyncpg.Pool | None = None
@@ -243,14 +254,28 @@ class Worker:
             await self.consumer.chain.wait(timeout)
 
     async def _refresh_incident_gauge(self) -> None:
-        """`ingest_incidents{status,severity}`: one GROUP BY every probe interval."""
+        """`ingest_incidents{status,severity}`: active statuses every probe interval, the
+        others (resolved, closed, cancelled, archived) every `ALL_COUNTS_INTERVAL_SECONDS`."""
         assert self.pool is not None
+        now = time.monotonic()
+        everything = now - self._all_counts_at >= ALL_COUNTS_INTERVAL_SECONDS
         with contextlib.suppress(Exception):
             async with self.pool.acquire(timeout=1) as conn:
-                rows = await conn.fetch(INCIDENT_COUNTS, timeout=2)
+                if everything:
+                    rows = await conn.fetch(ALL_COUNTS, timeout=10)
+                else:
+                    rows = await conn.fetch(ACTIVE_COUNTS, list(ACTIVE_STATUSES), timeout=2)
+            if everything:
+                self._all_counts_at = now
+                self._counts = {(r[0], r[1]): r[2] for r in rows}
+            else:
+                self._counts = {
+                    k: v for k, v in self._counts.items() if k[0] not in ACTIVE_STATUSES
+                }
+                self._counts.update({(r[0], r[1]): r[2] for r in rows})
             self.metrics.incidents.clear()
-            for row in rows:
-                self.metrics.incidents.labels(status=row[0], severity=row[1]).set(row[2])
+            for (status, severity), count in self._counts.items():
+                self.metrics.incidents.labels(status=status, severity=severity).set(count)
 
     async def _probe_loop(self) -> None:
         assert self.pool is not None
