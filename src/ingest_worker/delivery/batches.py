@@ -173,7 +173,10 @@ class BatchProcessor:
         retry_max_seconds: float,
         stopping: asyncio.Event,
         on_fault: Callable[[bool], None] | None = None,
+        on_events_written: Callable[[], None] | None = None,
     ) -> None:
+        """`on_events_written()`: a transaction that wrote events committed (the outbox
+        publisher can start on them; the dead letters and the offset commit still follow)."""
         self._topic_sources = dict(topic_sources)
         self._store = store
         self._dead_letters = dead_letters
@@ -182,6 +185,7 @@ class BatchProcessor:
         self._retry = (retry_initial_seconds, retry_max_seconds)
         self._stopping = stopping
         self._on_fault = on_fault
+        self._on_events_written = on_events_written
 
     def _count_commands(self, result: BatchResult) -> None:
         for change in result.transitions:
@@ -256,6 +260,8 @@ class BatchProcessor:
         if inputs:
             outcomes, dead_from_store, events = await self._apply(records, inputs)
             report.events_written = events
+            if events and self._on_events_written is not None:
+                self._on_events_written()
             dead.extend(dead_from_store)
             # A record yielding several inputs (a GitHub job with two failed steps) counts once per
             # input: the counters describe incidents touched, per topic.

@@ -35,16 +35,20 @@ log = structlog.get_logger("ingest_worker.outbox")
 NOTIFY_CHANNEL = "ingest_outbox"
 BROKER_ACK_TIMEOUT = 15.0
 
-_LOCK_LANES = "SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED"
+#: The rows of the lanes no other publisher holds: the lanes are locked (`FOR UPDATE SKIP
+#: LOCKED`, until the round's transaction ends) and read in one statement.
 _FETCH = """
+WITH lanes AS MATERIALIZED (
+    SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
+)
 SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
        e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key,
        o.traceparent
 FROM outbox o
 JOIN incident_events e ON e.id = o.event_id
-WHERE o.lane = ANY($1::int[])
+WHERE o.lane IN (SELECT l.lane FROM lanes AS l)
 ORDER BY o.incident_id, o.seq
-LIMIT $2
+LIMIT $1
 """
 _DELETE = "DELETE FROM outbox WHERE event_id = ANY($1::uuid[])"
 _BACKLOG = "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM command_results_outbox)"
@@ -121,10 +125,7 @@ class OutboxPublisher:
         try:
             async with self._pool.acquire(timeout=10) as conn, conn.transaction():
                 results = await self._publish_results(conn)
-                lanes = [r["lane"] for r in await conn.fetch(_LOCK_LANES)]
-                if not lanes:
-                    return results
-                rows = await conn.fetch(_FETCH, lanes, self._batch_size)
+                rows = await conn.fetch(_FETCH, self._batch_size)
                 if not rows:
                     return results
                 with _publish_span(self._topic, rows):

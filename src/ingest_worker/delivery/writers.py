@@ -144,7 +144,6 @@ class WriterChain:
         concurrency: int,
         retry_max_seconds: float,
         on_batch_clock: Callable[[float | None], None],
-        on_events_written: Callable[[], None],
     ) -> None:
         self._processor = processor
         self._metrics = metrics
@@ -152,7 +151,6 @@ class WriterChain:
         self._concurrency = concurrency
         self._retry_max_seconds = retry_max_seconds
         self._on_batch_clock = on_batch_clock
-        self._on_events_written = on_events_written
         self._writers: list[_Writer] = []
         self.batches = 0
 
@@ -286,8 +284,6 @@ class WriterChain:
         self._metrics.batch_seconds.observe(elapsed)
         self._metrics.batch_records.observe(len(batch.records))
         self._update_lag(consumer)
-        if report.events_written:
-            self._on_events_written()
         current = tracing.current_span()
         if current.is_recording():
             current.set_attributes(

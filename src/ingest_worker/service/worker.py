@@ -148,6 +148,7 @@ class Worker:
             retry_max_seconds=s.retry_max_seconds,
             stopping=self.stopping,
             on_fault=lambda active: self.health.set_fault("pipeline", active),
+            on_events_written=self._wake_outbox,
         )
         self.consumer = self.build_consumer(processor)
         self.broker = build_broker(s, graceful_timeout=s.shutdown_grace_seconds * 0.6)
@@ -175,15 +176,17 @@ class Worker:
         self.http = http
         log.info("started", http_port=http.port, topics=list(self.consumed_topics()))
 
+    def _wake_outbox(self) -> None:
+        """Right after a transaction that wrote events commits (before its dead letters and
+        offset commit): the publisher also polls, and wakes on the transaction's NOTIFY."""
+        if self.outbox is not None:
+            self.outbox.wake()
+
     def build_consumer(self, processor: BatchProcessor) -> BatchConsumer:
         s = self.settings
 
         def on_batch_clock(started: float | None) -> None:
             self.health.batch_started_at = started
-
-        def on_events_written() -> None:
-            if self.outbox is not None:
-                self.outbox.wake()
 
         chain = WriterChain(
             processor=processor,
@@ -192,7 +195,6 @@ class Worker:
             concurrency=s.write_concurrency,
             retry_max_seconds=s.retry_max_seconds,
             on_batch_clock=on_batch_clock,
-            on_events_written=on_events_written,
         )
         return BatchConsumer(s, chain)
 
