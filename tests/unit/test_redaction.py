@@ -265,9 +265,7 @@ identifier_fragments = st.sampled_from(
     ["runner", ":", "@", "://", "u:p", "/", " ", "\n", "token", "BEARER", "abcdefgh1", "=", "x"]
 )
 identifier_parts = st.lists(
-    st.lists(identifier_fragments | secretish_text | st.text(max_size=6), max_size=6).map(
-        "".join
-    ),
+    st.lists(identifier_fragments | secretish_text | st.text(max_size=6), max_size=6).map("".join),
     max_size=6,
 )
 

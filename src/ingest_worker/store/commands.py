@@ -2,10 +2,14 @@
 
 Per command, in batch order: its receipt decides first (the same commandId again republishes
 the stored outcome; with other content it is `idempotency_key_reused`); otherwise the target's
-newest state is read, `core.commands.evaluate` decides, an applied verb writes its event (same
-chain, same outbox) and the receipt and the outcome (to `command_results_outbox`) are written
-in the same transaction. Source transitions (a PagerDuty acknowledgement) go the same way with
-the source as actor and authority, deduplicated like signals, without a receipt.
+newest state decides (`core.commands.evaluate`), an applied verb writes its event (same chain,
+same outbox), and the receipt and the outcome (to `command_results_outbox`) are written in the
+same transaction. Source transitions (a PagerDuty acknowledgement) go the same way with the
+source as actor and authority, deduplicated like signals, without a receipt.
+
+A batch's commands cost four statements however many there are: receipts and targets are read
+once (after the batch's signals were applied, under its locks), each command is decided on the
+state the commands before it left, then the events, receipts and results are written at once.
 """
 
 from __future__ import annotations
