@@ -82,11 +82,15 @@ def _utc(moment: datetime) -> datetime:
 _TIMESTAMPS: dict[datetime, str] = {}
 
 
+#: Entries of the timestamp memo before it starts over (~175 bytes each: 2.8 MiB when full).
+TIMESTAMP_MEMO_SIZE = 16_384
+
+
 def timestamp_text(moment: datetime) -> str:
     """utc_timestamp, memoized: the same few instants recur in every snapshot of an incident."""
     text = _TIMESTAMPS.get(moment)
     if text is None:
-        if len(_TIMESTAMPS) >= 65_536:
+        if len(_TIMESTAMPS) >= TIMESTAMP_MEMO_SIZE:
             _TIMESTAMPS.clear()
         text = _TIMESTAMPS[moment] = utc_timestamp(moment)
     return text
