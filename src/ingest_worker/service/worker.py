@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from ingest_worker.core.errors import ShutdownRequested
+from ingest_worker.core.lifecycle import ACTIVE
 from ingest_worker.delivery.batches import Backoff, BatchProcessor
 from ingest_worker.delivery.consumer import BatchConsumer
 from ingest_worker.delivery.kafka import KafkaDeadLetterSink
@@ -41,7 +42,7 @@ PROBE_INTERVAL_SECONDS = 2.0
 #: Incidents by status and severity: the active ones (the partial index of active incidents, a
 #: small part of the table) every probe interval, every status only every
 #: `ALL_COUNTS_INTERVAL_SECONDS` (a scan of the whole table, which only grows).
-ACTIVE_STATUSES = ("PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED")
+ACTIVE_STATUSES = sorted(str(status) for status in ACTIVE)
 ACTIVE_COUNTS = (
     "SELECT status, severity, count(*) FROM incidents "
     "WHERE status = ANY($1::text[]) GROUP BY status, severity"
@@ -266,14 +267,12 @@ class Worker:
                 if everything:
                     rows = await conn.fetch(ALL_COUNTS, timeout=10)
                 else:
-                    rows = await conn.fetch(ACTIVE_COUNTS, list(ACTIVE_STATUSES), timeout=2)
+                    rows = await conn.fetch(ACTIVE_COUNTS, ACTIVE_STATUSES, timeout=2)
             if everything:
                 self._all_counts_at = now
                 self._counts = {(r[0], r[1]): r[2] for r in rows}
             else:
-                self._counts = {
-                    k: v for k, v in self._counts.items() if k[0] not in ACTIVE_STATUSES
-                }
+                self._counts = {k: v for k, v in self._counts.items() if k[0] not in ACTIVE}
                 self._counts.update({(r[0], r[1]): r[2] for r in rows})
             self.metrics.incidents.clear()
             for (status, severity), count in self._counts.items():

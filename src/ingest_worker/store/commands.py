@@ -96,24 +96,24 @@ class _Writes:
         self.lanes = lanes
         self.events = ChunkWrite()
         self.traceparents: list[str | None] = []
-        self.incidents: set[uuid.UUID] = set()
         self.receipts: list[tuple[Any, ...]] = []
         self.results: list[tuple[Any, ...]] = []
 
     def event(self, event: Any, after: IncidentState) -> None:
         self.events.add_event(event, outbox_lane(after.id, self.lanes))
         self.traceparents.append(tracing.current_traceparent())
-        self.incidents.add(after.id)
 
-    def result(self, item: Command, result: dict[str, Any]) -> None:
+    def result(self, item: Command, result: dict[str, Any], text: str | None = None) -> None:
+        """Queue `result` (`text`: its JSON, when the caller has it already)."""
         self.results.append((
             result_id(item.command_id, item.content_sha256), item.command_id, result["outcome"],
-            result.get("incidentKey") or item.command_id, json.dumps(result), item.issued_at,
+            result.get("incidentKey") or item.command_id, text or json.dumps(result),
+            item.issued_at,
         ))  # fmt: skip
 
     async def send(self, conn: Any, queries: Mapping[str, str]) -> None:
         if self.events.events:
-            self.events.incidents = len(self.incidents)
+            self.events.incidents = len({e.incident_id for e in self.events.events})
             traceparents = self.traceparents if any(self.traceparents) else None
             self.events.check(
                 await conn.fetchrow(queries["write_chunk"], *self.events.arguments, traceparents)
@@ -187,7 +187,7 @@ async def apply_commands(
             receipt = stored.get(item.command_id)
             if receipt is not None:
                 if receipt["content_sha256"] == item.content_sha256:
-                    writes.result(item, json.loads(receipt["result"]))
+                    writes.result(item, json.loads(receipt["result"]), receipt["result"])
                     outcomes[index] = Outcome.DUPLICATE
                     report.append(CommandOutcome(item.command_id, item.verb, receipt["outcome"],
                                                  receipt["reason"], None, republished=True))  # fmt: skip
@@ -229,7 +229,7 @@ async def apply_commands(
             ))  # fmt: skip
             stored[item.command_id] = {"content_sha256": item.content_sha256, "result": result_text,
                                        "outcome": decision.outcome, "reason": reason}  # fmt: skip
-            writes.result(item, result)
+            writes.result(item, result, result_text)
             outcomes[index] = Outcome(decision.outcome)
             report.append(CommandOutcome(item.command_id, item.verb, decision.outcome, reason,
                                          str(state.id) if state else None))  # fmt: skip
