@@ -38,6 +38,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 async def _run_worker(settings: Settings) -> int:
+    from ingest_worker.service.runtime import tune_gc
     from ingest_worker.service.worker import Worker
 
     stop = asyncio.Event()
@@ -45,6 +46,8 @@ async def _run_worker(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = Worker(settings)
+    # The worker process only (in-process workers of the tests leave the collector alone).
+    tune_gc(settings.gc_threshold)
     try:
         await worker.serve(stop)
     except Exception as exc:

@@ -66,6 +66,10 @@ class Settings(_SourceTopics):
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
+    #: First-generation threshold of CPython's cyclic garbage collector once the worker is up
+    #: (start-up objects are frozen); 0 keeps CPython's default (700). See service/runtime.py.
+    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
 
