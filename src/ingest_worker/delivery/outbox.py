@@ -40,7 +40,8 @@ BROKER_ACK_TIMEOUT = 15.0
 #: picked from the outbox alone (ids, ORDER BY … LIMIT) before any payload is read: with the
 #: payload in the same select list, PostgreSQL rendered the payload of every backlog row before
 #: the top-N sort kept `$1` of them (325 µs per published row at a 15,700-row backlog, 20 µs
-#: so; `bench/results/outbox-fetch.md`).
+#: so). Each event is then one probe of its primary key (`LATERAL … LIMIT 1`): with a plain
+#: join, stale statistics let the planner hash the whole `incident_events` table.
 FETCH_ROUND = """
 WITH lanes AS MATERIALIZED (
     SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
@@ -55,7 +56,9 @@ SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_te
        e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key,
        p.traceparent
 FROM picked AS p
-JOIN incident_events e ON e.id = p.event_id
+CROSS JOIN LATERAL (
+    SELECT * FROM incident_events AS x WHERE x.id = p.event_id LIMIT 1
+) AS e
 ORDER BY p.incident_id, p.seq
 """
 _DELETE = "DELETE FROM outbox WHERE event_id = ANY($1::uuid[])"
