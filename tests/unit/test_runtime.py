@@ -1,14 +1,16 @@
-"""service.runtime.tune_gc: the worker process's collector settings (each case in a fresh
-interpreter: the collector is process-wide)."""
+"""service.runtime: the worker process's event loop, and its collector settings (each
+collector case in a fresh interpreter: the collector is process-wide)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 
 import pytest
 
+from ingest_worker.service import runtime
 from ingest_worker.service.config import Settings
 
 SCRIPT = """
@@ -53,3 +55,20 @@ def test_the_setting_defaults_to_fifty_thousand_and_refuses_negatives(
     monkeypatch.setenv("INGEST_GC_THRESHOLD", "-1")
     with pytest.raises(ValueError, match="gc_threshold"):
         Settings()
+
+
+@pytest.mark.parametrize(("name", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_worker_runs_on_the_configured_event_loop(name: str, module: str) -> None:
+    seen: list[str] = []
+
+    async def main() -> int:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+        return 7
+
+    assert runtime.run(main, event_loop=name) == 7
+    assert seen[0].split(".")[0] == module
+
+
+def test_the_event_loop_defaults_to_uvloop() -> None:
+    assert Settings().event_loop == "uvloop"
+    assert runtime.loop_factory("asyncio") is None

@@ -61,7 +61,9 @@ async def _run_worker(settings: Settings) -> int:
 def cmd_run(_: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    return asyncio.run(_run_worker(settings))
+    from ingest_worker.service import runtime
+
+    return runtime.run(lambda: _run_worker(settings), event_loop=settings.event_loop)
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
@@ -258,7 +260,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(with_gateway(settings, _run_worker, gateway))
+            from ingest_worker.service import runtime
+
+            return runtime.run(
+                lambda: with_gateway(settings, _run_worker, gateway),
+                event_loop=settings.event_loop,
+            )
     return 0
 
 

@@ -69,6 +69,8 @@ class Settings(_SourceTopics):
     #: First-generation threshold of CPython's cyclic garbage collector once the worker is up
     #: (start-up objects are frozen); 0 keeps CPython's default (700). See service/runtime.py.
     gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+    #: Event loop of the `run` / `dev` worker process: uvloop (when importable) or asyncio's.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)

@@ -1,4 +1,10 @@
-"""Process-level tuning of the long-running worker: the cyclic garbage collector.
+"""Process-level tuning of the long-running worker: its event loop and the garbage collector.
+
+`loop_factory`: the worker's asyncio event loop is uvloop's (libuv, sockets and callbacks in C)
+unless `INGEST_EVENT_LOOP=asyncio`, or uvloop cannot be imported (it has no Windows build):
+the worker spent ~25% of its CPU in the event loop, selectors and socket transports, and
+uvloop took 3–5% of the worker's CPU per signal off (three saturation runs, README
+"Performance").
 
 The worker allocates many short-lived containers per signal (decoded JSON, events, snapshots),
 almost all freed by reference counting as soon as a batch is written. With CPython's default
@@ -16,7 +22,10 @@ collected, only less often. `INGEST_GC_THRESHOLD=0` keeps CPython's defaults.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 #: The older generations: collected after this many collections of the younger one.
 OLDER_GENERATIONS = (20, 20)
@@ -32,3 +41,22 @@ def tune_gc(threshold: int) -> tuple[int, int, int]:
         gc.set_threshold(threshold, *OLDER_GENERATIONS)
     current: tuple[int, int, int] = gc.get_threshold()
     return current
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for `asyncio.Runner`: uvloop's when asked for and importable,
+    else None (asyncio's default loop)."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - no wheel for this platform
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(main: Callable[[], Coroutine[Any, Any, int]], *, event_loop: str) -> int:
+    """Run the coroutine `main()` on the configured event loop (`loop_factory`)."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        return runner.run(main())
