@@ -13,11 +13,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.partitioner import murmur2
 
 from ingest_worker.service.config import Settings
 from tests.conftest import ServiceEndpoints
 from tests.integration.test_worker_pipeline import deploy_status
 from tests.support import RunningWorker, encode, eventually, header, produce, reading, start_worker
+
+#: Partitions of the topics `ensure_topics` creates.
+EVENT_PARTITIONS = 3
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +165,10 @@ async def test_events_reach_the_topic_once_per_event_id_in_seq_order_per_inciden
         by_incident[record.key].append(json.loads(record.value)["seq"])
     assert sorted(len(v) for v in by_incident.values()) == [10, 10, 10]
     assert all(seqs == list(range(1, 11)) for seqs in by_incident.values())
+    # Each incident's events in the partition Kafka's default partitioner gives its key (murmur2,
+    # as the Java client): the outbox builds its record batches per partition itself.
+    for record in records:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % EVENT_PARTITIONS
     db_ids = {str(r["id"]).encode() for r in await db_pool.fetch("SELECT id FROM incident_events")}
     assert seen == db_ids
 

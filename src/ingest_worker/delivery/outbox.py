@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from asyncpg.pool import PoolConnectionProxy
 
 from ingest_worker import tracing
@@ -33,6 +34,9 @@ from ingest_worker.metrics import Metrics
 log = structlog.get_logger("ingest_worker.outbox")
 
 NOTIFY_CHANNEL = "ingest_outbox"
+#: The producer's default partitioner (murmur2 of the key, as Kafka's Java client): an event goes
+#: to the partition `producer.send(key=incident id)` would choose.
+_PARTITIONER = DefaultPartitioner()
 BROKER_ACK_TIMEOUT = 15.0
 
 #: The rows of the lanes no other publisher holds: the lanes are locked (`FOR UPDATE SKIP
@@ -187,24 +191,44 @@ class OutboxPublisher:
             raise TransientError(f"command result publish failed: {exc!r}") from exc
 
     async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Publish a round's events: one record batch per partition (a new one when full), each
+        event in the partition the producer's default partitioner gives its key.
+
+        `producer.send` per event cost ~13 µs of the worker's CPU (a future, the metadata and
+        partition look-ups, per record); appending to a batch builder per partition costs a few.
+        Order per incident is kept: its events share a key, so a partition, and are appended in
+        `seq` order to batches submitted in order."""
         try:
-            futures = []
             source = self._source.encode()
+            partitions = sorted(await self._producer.partitions_for(self._topic))
+            builders: dict[int, Any] = {}
+            futures = []
             for row in rows:
                 headers = cloudevent_headers(row, source)
                 if row["traceparent"] is not None:  # the span that wrote the event
                     headers.append((tracing.TRACEPARENT, row["traceparent"].encode()))
-                futures.append(
-                    await self._producer.send(
-                        self._topic,
-                        value=event_value(row["payload_text"], row["hash"]),
-                        key=str(row["incident_id"]).encode(),
-                        headers=headers,
-                    )
-                )
+                key = str(row["incident_id"]).encode()
+                value = event_value(row["payload_text"], row["hash"])
+                partition = _PARTITIONER(key, partitions, partitions)
+                builder = builders.get(partition)
+                if builder is None:
+                    builder = builders[partition] = self._producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    # Full: submit it, and start the partition's next batch with this record.
+                    futures.append(await self._submit(builder, partition))
+                    builder = builders[partition] = self._producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None, headers=headers)
+            for partition, builder in builders.items():
+                futures.append(await self._submit(builder, partition))
             await asyncio.wait_for(asyncio.gather(*futures), BROKER_ACK_TIMEOUT)
         except (KafkaError, TimeoutError, OSError) as exc:
             raise TransientError(f"event publish failed: {exc!r}") from exc
+
+    async def _submit(self, builder: Any, partition: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send_batch(
+            builder, self._topic, partition=partition
+        )
+        return future
 
     async def drain(self, stopping: asyncio.Event) -> int:
         """Publish until the outbox is empty (or one round comes back short)."""
