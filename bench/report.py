@@ -486,6 +486,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{TARGET_THROUGHPUT:,} signals/s needs ≤ {budget['budget_for_target_us_per_signal']:.0f}"
             " µs per signal in total.",
         ]
+    lines += remaining_time(results)
     checks = [(k, v["checks"]) for k, v in (("saturation", sat),) if v]
     checks += [(f"{r['offered_per_second']:,.0f}/s", r["checks"]) for r in lat]
     if checks:
@@ -750,6 +751,50 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+#: The worker's stages, by the function that contains each (inclusive time in the profile).
+STAGES = (
+    ("decoding: parse, validate, map, redact (`decode_record`)", "decode_record"),
+    ("planning the events: snapshots, canonical JSON, hash chain (`BatchPlan.compute`)",
+     "BatchPlan.compute"),
+    ("the batch's store round trips, planning included (`apply_batch`)", "apply_batch"),
+    ("publishing the outbox (`OutboxPublisher.publish_round`)", "OutboxPublisher.publish_round"),
+)  # fmt: skip
+
+
+def remaining_time(results: dict[str, Any], directory: Path | None = None) -> list[str]:
+    """When the CPU target is not met: where the worker's time goes, from the py-spy profile
+    committed beside the report (`python -m bench --profile --profile-tool py-spy`)."""
+    budget = results.get("cpu_budget") or {}
+    us = (budget.get("microseconds_per_signal") or {}).get("total")
+    path = (directory or Path(__file__).resolve().parent / "results") / "profile-pyspy.json"
+    if us is None or us <= TARGET_CPU_US_PER_SIGNAL or not path.exists():
+        return []
+    from .profiling import summarize
+
+    profile = json.loads(path.read_text(encoding="utf-8"))
+    summary = summarize(profile)
+    busy = summary["busy_seconds"]
+    inclusive = {r["function"]: r["seconds"] for r in profile["inclusive"]}
+    lines = [
+        "",
+        f"## Where the remaining time goes ({us:.0f} µs per signal against "
+        f"≤ {TARGET_CPU_US_PER_SIGNAL:.0f} µs)",
+        "",
+        f"PostgreSQL and the broker: see the CPU budget above. The worker, from `{path.name}` "
+        f"(py-spy at saturation, {busy:.1f} s busy):",
+        "",
+        "| worker stage | % of busy |",
+        "|---|---:|",
+    ]
+    for label, function in STAGES:
+        if function in inclusive:
+            lines.append(f"| {label} | {100 * inclusive[function] / busy:.0f} |")
+    lines += ["", "| owner (self time) | % of busy |", "|---|---:|"]
+    for row in summary["by_category"][:8]:
+        lines.append(f"| {row['category']} | {row['percent_of_busy']:.1f} |")
+    return lines
 
 
 def write(results: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
