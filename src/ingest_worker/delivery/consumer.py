@@ -88,14 +88,17 @@ async def _pass_through_parser(records: tuple[Any, ...]) -> KafkaMessage:
     )
 
 
-async def _message_as_body(message: KafkaMessage) -> KafkaMessage:
-    """The message itself is the handler's argument: the handler decodes each record itself.
+async def _records_as_body(message: KafkaMessage) -> tuple[Any, ...]:
+    """The batch's raw records are the handler's argument: the handler decodes each record itself.
 
-    FastStream's decoder would decode headers; and taking the message through
-    `Context("message")` instead resolves that field in a worker thread (fast-depends runs a
-    synchronous field resolver through anyio's thread pool): a thread hop for every batch.
+    FastStream's decoder would decode headers. Taking the message through `Context("message")`
+    instead resolves that field in a worker thread (fast-depends runs a synchronous field
+    resolver through anyio's thread pool): a thread hop for every batch. And the message itself
+    must not be the body: FastStream caches the decoded body on the message, a reference cycle
+    that keeps every batch's records alive until the cyclic collector runs.
     """
-    return message
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
 
 
 class BatchConsumer:
@@ -132,14 +135,14 @@ class BatchConsumer:
             fetch_max_bytes=max(s.max_message_bytes * 4, 52_428_800),
             listener=tracker,
             parser=_pass_through_parser,
-            decoder=_message_as_body,
+            decoder=_records_as_body,
             title="signals:consume",
             description="Failure signals, mapped to incidents per seed 000; each record is "
             "validated on its own and bad ones go to the dead-letter topic.",
         )
 
-        async def handle(message: Any) -> None:
-            await self.handle_batch(message)
+        async def handle(records: Any) -> None:
+            await self.handle_batch(records)
 
         subscriber(handle)
         self._subscriber = subscriber
@@ -152,9 +155,7 @@ class BatchConsumer:
     def joined(self) -> bool:
         return all(t.joined for t in self.trackers)
 
-    async def handle_batch(self, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        consumer_records = raw if isinstance(raw, tuple) else (raw,)
+    async def handle_batch(self, consumer_records: tuple[Any, ...]) -> None:
         consumer = getattr(self._subscriber, "consumer", None)
         if not consumer_records or not isinstance(consumer, AIOKafkaConsumer):
             return
