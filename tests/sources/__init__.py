@@ -1,13 +1,18 @@
 """Golden cases of every registered source: `tests/sources/<source name>/<case>.json`.
 
 Each case is a verbatim record value; `<case>.expected.json` beside it is its normalized output.
+Every case is decoded as a record received at `RECORD_TIME` (its Kafka timestamp): the signal
+time of a firing alert that carries no start time of its own.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 CASES_ROOT = Path(__file__).resolve().parent
+#: The record timestamp every golden case is decoded with.
+RECORD_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def case_files() -> list[Path]:

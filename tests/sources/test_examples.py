@@ -26,7 +26,7 @@ from ingest_worker.core.values import (
 )
 from ingest_worker.sources.decode import decode_record
 from ingest_worker.sources.registry import source_named
-from tests.sources import case_files
+from tests.sources import RECORD_TIME, case_files
 
 MAX_BYTES = 1 << 20
 
@@ -83,7 +83,7 @@ def expected_output(source_name: str, value: bytes) -> dict[str, Any]:
     source = source_named(source_name)
     assert source is not None, f"fixture folder {source_name} has no registered source"
     try:
-        inputs = decode_record(source, value, max_bytes=MAX_BYTES)
+        inputs = decode_record(source, value, max_bytes=MAX_BYTES, record_time=RECORD_TIME)
     except InvalidSignal as exc:
         return {"rejected": exc.reason.value, "message": exc.message}
     return {"incidents": [normalized(item) for item in inputs]}

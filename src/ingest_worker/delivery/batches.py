@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 import structlog
@@ -43,6 +43,8 @@ log = structlog.get_logger("ingest_worker.pipeline")
 
 T = TypeVar("T")
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 #: Longest `x-dlq-error` header value, in characters.
 MAX_ERROR_MESSAGE = 1000
 
@@ -58,6 +60,13 @@ class SignalRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+    @property
+    def time(self) -> datetime | None:
+        """The record's timestamp (Kafka's, -1 or None when it has none)."""
+        if self.timestamp_ms is None or self.timestamp_ms < 0:
+            return None
+        return _EPOCH + timedelta(milliseconds=self.timestamp_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +227,9 @@ class BatchProcessor:
                         RejectReason.UNMAPPABLE,
                         f"no signal kind is configured for topic {record.topic}",
                     )
-                mapped = decode_record(source, record.value, max_bytes=self._max_bytes)
+                mapped = decode_record(
+                    source, record.value, max_bytes=self._max_bytes, record_time=record.time
+                )
             except InvalidSignal as exc:
                 dead.append(_dead_letter(record, exc.reason.value, exc.message))
                 continue

@@ -16,7 +16,11 @@ A notification carries a whole group of alerts, firing and resolved mixed, and i
 - firing → an `IncidentInput`, signal time `startsAt`; resolved → a `Recovery` of the alert's
   incident key (its scope), signal time `endsAt`. A resolved alert without `endsAt` (or with the
   zero time `0001-01-01T00:00:00Z`, which means "not ended") is a rejected part: there is no
-  clock in a mapper, and the end is the time the recovery is ordered by.
+  clock in a mapper, and the end is the time the recovery is ordered by. A firing alert without
+  `startsAt`, or with the zero time (Grafana's test notifications send it), takes the
+  notification's time: when its record was received (`wire.RECORD_TIME`), never year 1.
+- Title: the first non-blank of `annotations.summary`, `annotations.title`,
+  `annotations.description`, then `labels.alertname`.
 - The envelope is validated strictly (a wrong shape or more than `MAX_ALERTS` alerts rejects the
   whole record: `schema_violation`); the alerts one by one: an invalid alert becomes a
   `RejectedPart` (its index and a message without input values) and the valid ones are applied.
@@ -28,9 +32,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import Field, StringConstraints, ValidationError, WithJsonSchema
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
 from ingest_worker.core.errors import InvalidSignal, RejectReason
 from ingest_worker.core.redaction import identifier_holds_credential, redact_text
@@ -43,11 +56,12 @@ from ingest_worker.core.values import (
     SignalEffect,
 )
 from ingest_worker.sources.building import SignalPayload, build_incident, evidence
-from ingest_worker.sources.times import OptionalEnd, ToolTimestamp
+from ingest_worker.sources.times import OptionalEnd, OptionalStart
 from ingest_worker.sources.wire import (
     MAX_ITEMS,
     MAX_NAME,
     MAX_REF,
+    RECORD_TIME,
     Count32,
     Signal,
     Text,
@@ -58,6 +72,8 @@ from ingest_worker.sources.wire import (
 MAX_ALERTS: Final = MAX_ITEMS
 #: `labels.severity` values (any case) that make an incident RED; every other value, or none, YELLOW.
 RED_SEVERITIES: Final = frozenset({"critical", "page", "high", "error"})
+#: Annotations read for the title, in order (then `labels.alertname`).
+TITLE_ANNOTATIONS: Final = ("summary", "title", "description")
 #: Labels that become correlation keys `<prefix>:<value>` (first label present wins per prefix).
 CORRELATION_LABELS: Final = (
     ("alertname", ("alertname",)),
@@ -81,7 +97,7 @@ class GroupAlert(WireModel):
     status: AlertStatus
     labels: Labels
     annotations: Labels = Field(default_factory=dict)
-    startsAt: ToolTimestamp
+    startsAt: OptionalStart = None
     endsAt: OptionalEnd = None
     generatorURL: Text | None = None
     fingerprint: Fingerprint | None = None
@@ -99,6 +115,21 @@ class AlertGroupNotification(Signal):
     externalURL: Text | None = None
     truncatedAlerts: Count32 | None = None
     alerts: Annotated[list[dict[str, Any]], Field(max_length=MAX_ALERTS)]
+
+    _received_at: datetime | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _record_time(self, info: ValidationInfo) -> AlertGroupNotification:
+        context = info.context
+        if isinstance(context, dict):
+            self._received_at = context.get(RECORD_TIME)
+        return self
+
+    @property
+    def received_at(self) -> datetime | None:
+        """When the notification was received (its record's time); None when validated outside
+        record decoding."""
+        return self._received_at
 
 
 def alerts_schema(model: type[WireModel]) -> WithJsonSchema:
@@ -179,10 +210,11 @@ def env_of(labels: Mapping[str, str]) -> str | None:
 
 
 def title_of(alert: GroupAlert, family: AlertFamily, fingerprint: str) -> str:
-    """`annotations.summary`, else `annotations.description`, else the alertname."""
+    """The first non-blank of `annotations.summary`, `.title`, `.description`, then the
+    alertname."""
+    annotations = alert.annotations
     for text in (
-        alert.annotations.get("summary"),
-        alert.annotations.get("description"),
+        *(annotations.get(name) for name in TITLE_ANNOTATIONS),
         alert.labels.get("alertname"),
     ):
         if text and text.strip():
@@ -195,8 +227,10 @@ def alert_effect(
     alert: GroupAlert,
     identity: AlertIdentity,
     fingerprint: str,
+    received_at: datetime | None = None,
 ) -> IncidentInput | Recovery:
-    """A firing alert's incident input or a resolved alert's recovery."""
+    """A firing alert's incident input or a resolved alert's recovery. `received_at` is the
+    notification's time, the signal time of a firing alert without a start time."""
     if alert.status == "firing" and alert.endsAt is not None:
         # A forecast, not a fact (Alertmanager before 0.16 sends now + resolve_timeout and
         # moves it on every notification): kept out of the identity, as current versions do.
@@ -245,11 +279,22 @@ def alert_effect(
         env=env_of(labels),
         classification=classification,
         source_ref=identity.source_ref,
-        signal_time=alert.startsAt,
+        signal_time=_start(alert, received_at),
         correlation=correlation_keys(labels),
         source=source,
         extra_evidence=extra,
     )
+
+
+def _start(alert: GroupAlert, received_at: datetime | None) -> datetime:
+    if alert.startsAt is not None:
+        return alert.startsAt
+    if received_at is None:
+        raise PartRejected(
+            "startsAt: a firing alert without a start time needs the notification's time, "
+            "and none was given"
+        )
+    return received_at
 
 
 def map_alert_group(
@@ -269,7 +314,7 @@ def map_alert_group(
         try:
             alert = model.model_validate(raw)
             identity, fingerprint = identify(group, alert)
-            effect = alert_effect(family, alert, identity, fingerprint)
+            effect = alert_effect(family, alert, identity, fingerprint, group.received_at)
             if _holds_credential(effect):
                 raise PartRejected(
                     "an identifier (fingerprint, labels used as keys) holds a value that looks "

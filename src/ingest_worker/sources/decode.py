@@ -8,6 +8,7 @@ secrets in bad input cannot reach logs or dead-letter headers.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from ingest_worker.sources.registry import source_named
 from ingest_worker.sources.wire import (
     JSON_CHECKED,
     MAX_JSON_DEPTH,
+    RECORD_TIME,
     Signal,
     UnsafeJson,
     check_float,
@@ -35,7 +37,6 @@ from ingest_worker.sources.wire import (
 
 MAX_ERROR_MESSAGE: Final = 1000
 
-_VALIDATION_CONTEXT: Final = {JSON_CHECKED: True}
 _JSON_TYPES: Final = {
     list: "an array",
     str: "a string",
@@ -138,15 +139,25 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{exc.title}: {len(errors)} validation {noun}: " + "; ".join(parts)
 
 
-def _validate(model: type[S], data: dict[str, Any]) -> S:
+def _validate(model: type[S], data: dict[str, Any], record_time: datetime) -> S:
     try:
-        return model.model_validate(data, context=_VALIDATION_CONTEXT)
+        return model.model_validate(data, context={JSON_CHECKED: True, RECORD_TIME: record_time})
     except ValidationError as exc:
         raise _invalid(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from None
 
 
-def decode_record(source: Source | str, value: bytes | None, *, max_bytes: int) -> Inputs:
+def decode_record(
+    source: Source | str,
+    value: bytes | None,
+    *,
+    max_bytes: int,
+    record_time: datetime | None = None,
+) -> Inputs:
     """The incident inputs of one record value consumed on the topic of `source` (or its name).
+
+    `record_time` is when the record was received (the worker passes its Kafka timestamp; None
+    means now, which is the receipt time for the gateway): the signal time of a firing alert that
+    carries no start time of its own (Grafana's test notifications).
 
     An empty tuple is a valid signal that creates no incident (count it as ignored).
     Raises InvalidSignal: EMPTY_VALUE (None or b""), TOO_LARGE (more than `max_bytes`, checked
@@ -190,7 +201,7 @@ def decode_record(source: Source | str, value: bytes | None, *, max_bytes: int) 
     if found is None:
         raise _invalid(RejectReason.UNMAPPABLE, "no decoder for this signal kind")
     shape = found.shape_of(data)
-    signal = _validate(shape.wire, data)
+    signal = _validate(shape.wire, data, record_time or datetime.now(UTC))
     try:
         inputs = shape.to_incidents(signal)
     except InvalidSignal:

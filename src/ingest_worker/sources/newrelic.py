@@ -5,10 +5,14 @@
   for every notification of the issue); CLOSED → recovery of the key at `updatedAt`.
 - Acknowledgement: New Relic has no ACKNOWLEDGED state; an acknowledgement arrives as
   `state: ACTIVATED` with `trigger: USER_ACTION` (the zulip/zulip capture). That, or
-  `isAcknowledged: true`, or `state: ACKNOWLEDGED` from a custom template → a source-reported
-  `acknowledge` at `updatedAt` (actor: `acknowledgedBy` when the template renders it), not a
-  trigger. Other triggers on ACTIVATED (STATE_CHANGE, INCIDENT_ADDED, PRIORITY_CHANGED, …) are
-  triggers: a re-notification with new content adds an occurrence.
+  `isAcknowledged: true`, `acknowledgedBy` / `acknowledgedAt` (variables a template can render),
+  or `state: ACKNOWLEDGED` from a custom template → the trigger, then a source-reported
+  `acknowledge` at `updatedAt` (actor: `acknowledgedBy`). The trigger comes first because the
+  issue may be unknown here: a workflow that notifies only on acknowledgement, or a CREATED
+  notification lost or filtered out, must still leave an incident that the acknowledgement and
+  the later CLOSED apply to; for a known issue it is a re-notification (an occurrence at most).
+  Other triggers on ACTIVATED (STATE_CHANGE, INCIDENT_ADDED, PRIORITY_CHANGED, …) are triggers
+  alone: a re-notification with new content adds an occurrence.
 - Severity: `priority` CRITICAL, HIGH → RED; MEDIUM, LOW (or anything else) → YELLOW.
 - `createdAt` / `updatedAt`: epoch milliseconds as integers (never floats); `isCorrelated` a
   boolean or the string "true"/"false".
@@ -24,6 +28,7 @@ from pydantic import BeforeValidator, Field, StrictBool
 
 from ingest_worker.core.values import (
     EvidenceInput,
+    IncidentInput,
     Recovery,
     Severity,
     SignalEffect,
@@ -94,11 +99,23 @@ def newrelic_severity(priority: str | None) -> Severity:
 
 
 def is_acknowledgement(issue: NewRelicIssue) -> bool:
+    """The notification reports the issue acknowledged (see the module docstring)."""
     if issue.state is IssueState.ACKNOWLEDGED:
         return True
-    return issue.state is IssueState.ACTIVATED and (
-        issue.trigger == ACK_TRIGGER or issue.isAcknowledged is True
+    if issue.state is not IssueState.ACTIVATED:
+        return False
+    return (
+        issue.trigger == ACK_TRIGGER
+        or issue.isAcknowledged is True
+        or bool(issue.acknowledgedBy)
+        or _acknowledged_at(issue) not in (None, False, "", 0)
     )
+
+
+def _acknowledged_at(issue: NewRelicIssue) -> object:
+    # Kept an extra field (not declared) so that declaring it adds no `null` to the payload,
+    # which would change the identity of every notification without it.
+    return (issue.model_extra or {}).get("acknowledgedAt")
 
 
 def _correlation(issue: NewRelicIssue) -> Iterable[str]:
@@ -133,18 +150,24 @@ def map_newrelic(issue: NewRelicIssue) -> tuple[SignalEffect, ...]:
                 evidence=(_primary(issue, source),),
             ),
         )
-    if is_acknowledgement(issue):
-        return (
-            SourceTransition(
-                incident_key=key,
-                source_kind=NAME,
-                verb="acknowledge",
-                signal_time=issue.updatedAt,
-                signal_sha256=source.sha256,
-                actor=issue.acknowledgedBy or None,
-                evidence=(_primary(issue, source),),
-            ),
-        )
+    trigger = _trigger(issue, key, source)
+    if not is_acknowledgement(issue):
+        return (trigger,)
+    return (
+        trigger,
+        SourceTransition(
+            incident_key=key,
+            source_kind=NAME,
+            verb="acknowledge",
+            signal_time=issue.updatedAt,
+            signal_sha256=source.sha256,
+            actor=issue.acknowledgedBy or None,
+            evidence=(_primary(issue, source),),
+        ),
+    )
+
+
+def _trigger(issue: NewRelicIssue, key: str, source: SignalPayload) -> IncidentInput:
     classification: dict[str, Any] = {
         "error_code": NEWRELIC_ALERT,
         "signal_type": NAME,
@@ -161,20 +184,18 @@ def map_newrelic(issue: NewRelicIssue) -> tuple[SignalEffect, ...]:
     if issue.issueUrl:
         link = {"name": "issueUrl", "url": source.payload.get("issueUrl")}
         links.append(evidence("link", f"{issue.id}#issueUrl", link, source))
-    return (
-        build_incident(
-            key=key,
-            kind=NAME,
-            severity=newrelic_severity(issue.priority),
-            title=(issue.title or "").strip() or f"New Relic issue {issue.id}",
-            env=None,
-            classification=classification,
-            source_ref=issue.id,
-            signal_time=issue.createdAt,
-            correlation=_correlation(issue),
-            source=source,
-            extra_evidence=links,
-        ),
+    return build_incident(
+        key=key,
+        kind=NAME,
+        severity=newrelic_severity(issue.priority),
+        title=(issue.title or "").strip() or f"New Relic issue {issue.id}",
+        env=None,
+        classification=classification,
+        source_ref=issue.id,
+        signal_time=issue.createdAt,
+        correlation=_correlation(issue),
+        source=source,
+        extra_evidence=links,
     )
 
 

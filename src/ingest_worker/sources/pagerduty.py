@@ -23,6 +23,10 @@ Events API v2 (what tools send *to* PagerDuty; the fallback shape), key
 | `resolve` | recovery of the key |
 | `acknowledge` | source transition `acknowledge` |
 
+- `payload` (with `summary`, `source`, `severity`) is required only for a trigger, as PagerDuty
+  requires it: a resolve or acknowledge may carry one without them (Alertmanager's PagerDuty
+  receiver sends its payload on every action, summary and severity as its templates render).
+
 - No `dedup_key` (PagerDuty would generate one, so nothing could ever resolve it): `unmappable`,
   missing identity.
 - Signal time: `payload.timestamp` (`+0000` offsets accepted) when present, else `received_at`,
@@ -262,16 +266,22 @@ def is_webhook(data: Mapping[str, Any]) -> bool:
 # --- Events API v2 ------------------------------------------------------------------------------
 
 DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
-EventsSeverity = Literal["critical", "error", "warning", "info"]
+EVENTS_SEVERITIES: Final = frozenset({"critical", "error", "warning", "info"})
 RED_EVENT_SEVERITIES: Final = frozenset({"critical", "error"})
 
 
 class EventsPayload(WireModel):
-    """`payload` of a trigger: `summary`, `source` and `severity` are required by PagerDuty."""
+    """`payload`: PagerDuty requires it, with `summary`, `source` and a `severity` of
+    critical, error, warning or info, only for a trigger (checked by the mapper). Senders such as
+    Alertmanager's PagerDuty receiver send it on acknowledge and resolve too, where PagerDuty
+    does not read it, so there any of these may be missing, empty or of the sender's own."""
 
     summary: Text | None = None
     source: Ref | None = None
-    severity: EventsSeverity | None = None
+    severity: Ref | None = Field(
+        default=None,
+        description="critical, error, warning or info (a trigger); not read on other actions.",
+    )
     timestamp: ToolTimestamp | None = None
     component: Ref | None = None
     group: Ref | None = None
@@ -389,6 +399,10 @@ def _events_incident(event: PagerDutyEventsV2, dedup_key: str) -> IncidentInput:
     if missing:
         raise _schema_violation(f"{', '.join(missing)}: required for a trigger event")
     assert payload is not None and payload.summary and payload.severity
+    if payload.severity not in EVENTS_SEVERITIES:
+        raise _schema_violation(
+            "payload.severity: must be critical, error, warning or info for a trigger event"
+        )
     signal_time = _event_time(event)
     source = events_payload(event)
     data = source.payload

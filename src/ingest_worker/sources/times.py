@@ -6,6 +6,8 @@
   quoted template) of milliseconds / nanoseconds since the epoch (New Relic, Opsgenie, Datadog).
 - `OptionalEnd`: Alertmanager's and Grafana's `endsAt`, where `0001-01-01T00:00:00Z` means
   "not ended" and reads as None.
+- `OptionalStart`: their `startsAt`, where the zero time (Grafana's test notifications, alerts
+  built without a start) and an absent or empty value read as None: "no start time".
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_EPOCH_SECONDS: Final = 253_402_300_799
 
 _COMPACT_OFFSET = re.compile(r"^(.*[0-9])([+-])(\d{2})(\d{2})$")
-_NOT_ENDED: Final = "0001-01-01T00:00:00Z"
+#: Go's zero `time.Time`: "not ended" in `endsAt`, "no start time" in `startsAt`.
+_ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 
 
 def parse_tool_timestamp(value: object) -> datetime:
@@ -62,8 +65,9 @@ def parse_epoch_nanos(value: object) -> datetime:
     return _epoch(value, 1_000_000_000)
 
 
-def parse_optional_end(value: object) -> datetime | None:
-    if value is None or value == "" or value == _NOT_ENDED:
+def parse_optional_time(value: object) -> datetime | None:
+    """None for null, "" and Go's zero time (`0001-01-01T00:00:00Z`, any year-1 instant)."""
+    if value is None or value == "" or value == _ZERO_TIME:
         return None
     moment = parse_tool_timestamp(value)
     return None if moment.year == 1 else moment
@@ -97,12 +101,26 @@ EpochNanos = Annotated[
 ]
 OptionalEnd = Annotated[
     datetime | None,
-    BeforeValidator(parse_optional_end),
+    BeforeValidator(parse_optional_time),
     PlainSerializer(_serialize_optional, return_type=str | None, when_used="json"),
     WithJsonSchema(
         {
             "type": ["string", "null"],
             "description": "RFC 3339; 0001-01-01T00:00:00Z means not ended",
+        }
+    ),
+]
+OptionalStart = Annotated[
+    datetime | None,
+    BeforeValidator(parse_optional_time),
+    PlainSerializer(_serialize_optional, return_type=str | None, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": ["string", "null"],
+            "description": (
+                "RFC 3339; 0001-01-01T00:00:00Z (or no value) means no start time: a firing "
+                "alert then takes the notification's time"
+            ),
         }
     ),
 ]

@@ -45,6 +45,9 @@ INT64_MAX: Final = 2**63 - 1
 #: Validation context flag: the caller already ran `check_json_tree` on the input (decoding does,
 #: to tell nesting depth, an invalid-JSON matter, apart from schema violations).
 JSON_CHECKED: Final = "ingest_worker.json_checked"
+#: Validation context entry: when the record was received (its Kafka timestamp, or the time it is
+#: decoded); the time of a notification whose alerts carry none of their own.
+RECORD_TIME: Final = "ingest_worker.record_time"
 
 
 class UnsafeJson(ValueError):

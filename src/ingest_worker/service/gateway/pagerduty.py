@@ -15,13 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ingest_worker.sources.decode import describe_validation_error
 
+TRIGGER_SEVERITIES = frozenset({"critical", "error", "warning", "info"})
+
 
 class EventPayload(BaseModel):
+    """`summary`, `source` and `severity` are required for a trigger only (`Event`): PagerDuty
+    does not read the payload of an acknowledge or resolve, which senders may still send."""
+
     model_config = ConfigDict(extra="allow")
 
-    summary: str = Field(min_length=1, max_length=1024)
-    source: str = Field(min_length=1, max_length=255)
-    severity: Literal["critical", "error", "warning", "info"]
+    summary: str | None = Field(default=None, max_length=1024)
+    source: str | None = Field(default=None, max_length=255)
+    severity: str | None = Field(
+        default=None, description="critical, error, warning or info (required for a trigger)"
+    )
     timestamp: str | None = None
     component: str | None = None
     group: str | None = None
@@ -45,11 +52,23 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _action_needs(self) -> Event:
-        if self.event_action == "trigger" and self.payload is None:
-            raise ValueError("payload is required for a trigger event")
+        if self.event_action == "trigger":
+            _trigger_payload(self.payload)
         if self.event_action != "trigger" and self.dedup_key is None:
             raise ValueError(f"dedup_key is required for an {self.event_action} event")
         return self
+
+
+def _trigger_payload(payload: EventPayload | None) -> None:
+    if payload is None:
+        raise ValueError("payload is required for a trigger event")
+    missing = [name for name in ("summary", "source") if not getattr(payload, name)]
+    if missing:
+        raise ValueError(f"payload.{', payload.'.join(missing)} required for a trigger event")
+    if payload.severity not in TRIGGER_SEVERITIES:
+        raise ValueError(
+            "payload.severity must be critical, error, warning or info for a trigger event"
+        )
 
 
 class InvalidEvent(Exception):

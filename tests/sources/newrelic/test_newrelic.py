@@ -22,8 +22,12 @@ def issue(**changes: Any) -> dict[str, Any]:
     return data
 
 
+def decode_all(data: dict[str, Any]) -> tuple[Any, ...]:
+    return decode_record(SOURCE, json.dumps(data).encode(), max_bytes=1 << 20)
+
+
 def decode(data: dict[str, Any]) -> Any:
-    [item] = decode_record(SOURCE, json.dumps(data).encode(), max_bytes=1 << 20)
+    [item] = decode_all(data)
     return item
 
 
@@ -45,13 +49,23 @@ def test_closed_resolves_the_issue_at_updated_at() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"trigger": "USER_ACTION"}, {"isAcknowledged": True}, {"isAcknowledged": "true"}],
+    [
+        {"trigger": "USER_ACTION"},
+        {"isAcknowledged": True},
+        {"isAcknowledged": "true"},
+        {"acknowledgedBy": "pieter@example.com"},
+        {"acknowledgedAt": 1713770077412},
+    ],
 )
-def test_acknowledgements_are_source_transitions(changes: dict[str, Any]) -> None:
-    item = decode(issue(**changes))
+def test_acknowledgements_open_the_issue_then_acknowledge_it(changes: dict[str, Any]) -> None:
+    trigger, item = decode_all(issue(**changes))
+    assert isinstance(trigger, IncidentInput)  # an issue never seen CREATED is opened first
+    assert trigger.signal_time == decode(issue()).signal_time  # the issue's createdAt
     assert isinstance(item, SourceTransition)
     assert item.verb == "acknowledge"
+    assert item.incident_key == trigger.incident_key
     assert item.incident_key == "newrelic:c5faa7e6-7b54-402d-af79-f99601e0278c"
+    assert item.signal_time > trigger.signal_time  # updatedAt, after createdAt
 
 
 def test_an_explicit_not_acknowledged_flag_keeps_a_trigger() -> None:
