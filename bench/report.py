@@ -554,7 +554,7 @@ def stream_composition(stream: dict[str, Any]) -> list[str]:
         "| family | kind | records | share of the stream |",
         "|---|---|---:|---:|",
     ]
-    from .generate import FAMILY
+    from .generate import EXTERNAL_KINDS, FAMILY
 
     for kind, v in sorted(stream["kinds"].items(), key=lambda kv: (FAMILY.get(kv[0], ""), kv[0])):
         lines.append(f"| {FAMILY.get(kind, '?')} | {kind} | {v['records']:,} | {v['share']:.1%} |")
@@ -569,9 +569,7 @@ def stream_composition(stream: dict[str, Any]) -> list[str]:
         f"Seed recoveries (GREEN, passed, success in an earlier trigger's scope, a fifth in a "
         f"scope without incident): {recoveries:,} records; external lifecycle records: "
         + ", ".join(
-            f"{v:,} {k}"
-            for k, v in sorted(shapes.items())
-            if k.split(":")[0] in ("alertmanager", "grafana", "pagerduty", "cloudwatch")
+            f"{v:,} {k}" for k, v in sorted(shapes.items()) if k.split(":")[0] in EXTERNAL_KINDS
         )
         + "; commands: "
         + ", ".join(

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.expected import SHAPE_FAMILY, SHAPES, good_signal
+from ingest_worker.sources.registry import SOURCES
+from tests.e2e.expected import FAMILIES, SHAPE_FAMILY, SHAPES, good_signal
 
 SOURCE_CASES = Path(__file__).parents[1] / "sources"
 
@@ -316,11 +317,11 @@ def _golden_case(source: str) -> Path:
     raise AssertionError(f"no golden case of {source} opens an incident")
 
 
-#: Registered sources outside the fault streams → a golden case of theirs (the base of the
-#: byte-level kinds on their topics). The source name is also its topic setting.
+#: Registered sources outside the fault streams (`FAMILIES`, named by topic setting) → a golden
+#: case of theirs (the base of the byte-level kinds on their topics). The source name is also its
+#: topic setting.
 OTHER_SOURCES: dict[str, Path] = {
-    name: _golden_case(name)
-    for name in ("grafana", "datadog", "newrelic", "opsgenie", "cloudwatch", "external")
+    source.name: _golden_case(source.name) for source in SOURCES if source.setting not in FAMILIES
 }
 
 

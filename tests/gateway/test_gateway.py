@@ -422,6 +422,32 @@ async def test_enqueue_trigger_acknowledge_resolve(gateway: RunningGateway) -> N
 
 
 @needs_pagerduty
+@pytest.mark.parametrize(
+    "case",
+    [
+        "events_DERIVED_resolve_payload_without_summary",
+        "events_DERIVED_acknowledge_payload_empty_summary_other_severity",
+    ],
+)
+async def test_enqueue_accepts_a_payload_on_acknowledge_and_resolve(
+    gateway: RunningGateway, case: str
+) -> None:
+    """PagerDuty requires a payload (summary, source, severity) only for a trigger; senders such as
+    Alertmanager's receiver send theirs on every action."""
+    event = json.loads(_fixture("pagerduty", case))
+    dedup = f"am-{uuid.uuid4().hex[:8]}"
+    event.update(routing_key=TOKEN_PAGERDUTY, dedup_key=dedup)
+    del event["received_at"]  # the gateway adds it
+    response = await post(gateway, "/v2/enqueue", encoded(event), JSON)
+    assert response.status_code == 202, response.text
+    async with reading(gateway.settings, gateway.settings.topic_of("pagerduty")) as reader:
+        records = await reader.drain(quiet_for=0.3)
+    [mine] = [json.loads(r.value) for r in records if dedup.encode() in r.value]
+    assert mine["event_action"] == event["event_action"]
+    assert mine["payload"] == event["payload"]
+
+
+@needs_pagerduty
 async def test_enqueue_trigger_without_dedup_key_gets_one(gateway: RunningGateway) -> None:
     response = await post(gateway, "/v2/enqueue", encoded(_trigger()), JSON)
     assert response.status_code == 202, response.text
@@ -447,6 +473,7 @@ async def test_enqueue_refusals_speak_pagerduty(gateway: RunningGateway) -> None
             400,
             "invalid event",
         ),
+        (_trigger(payload={"source": "h", "severity": "info"}), 400, "invalid event"),
         ({**_trigger(), "routing_key": "wrong-key"}, 401, "unauthorized"),
         ({k: v for k, v in _trigger().items() if k != "routing_key"}, 401, "unauthorized"),
     ]

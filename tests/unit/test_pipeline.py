@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
@@ -142,3 +143,33 @@ async def test_stopping_while_a_fault_is_retried_abandons_the_batch() -> None:
     with pytest.raises(ShutdownRequested):
         await work
     assert store.applied == [] and sink.letters == []
+
+
+@pytest.mark.parametrize("timestamp_ms", [1_767_225_600_123, None, -1])
+def test_a_firing_alert_without_a_start_time_takes_its_record_time(
+    timestamp_ms: int | None,
+) -> None:
+    """Grafana's test alert (`startsAt` 0001-01-01T00:00:00Z) is first seen when its record was
+    written (its Kafka timestamp), or when it is decoded if the record has none."""
+    topic = "signals.grafana"
+    pipeline = BatchProcessor(
+        topic_sources={topic: BY_NAME["grafana"]},
+        store=InMemoryStore(),
+        dead_letters=InMemorySink(),
+        metrics=Metrics(),
+        max_message_bytes=1 << 20,
+        retry_initial_seconds=0.001,
+        retry_max_seconds=0.002,
+        stopping=asyncio.Event(),
+    )
+    value = (FIXTURES / "test_notification_startsAt_zero_alerting.json").read_bytes()
+    test_alert = SignalRecord(
+        topic=topic, partition=0, offset=0, key=None, value=value, timestamp_ms=timestamp_ms
+    )
+    before = datetime.now(UTC)
+    [(_, item)], dead, _ = pipeline.decode([test_alert])
+    assert not dead and isinstance(item, IncidentInput)
+    if timestamp_ms is not None and timestamp_ms >= 0:
+        assert item.signal_time == datetime(2026, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC)
+    else:
+        assert before <= item.signal_time <= datetime.now(UTC)
