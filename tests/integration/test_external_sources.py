@@ -141,7 +141,7 @@ async def test_an_unknown_issue_acknowledged_first_opens_and_a_test_alert_keeps_
     time) is first seen at its record's time, not in year 1."""
     settings = make_settings()
     newrelic = CASES_ROOT / "newrelic"
-    grafana_test = CASES_ROOT / "grafana" / "test_notification_startsAt_zero_alerting.json"
+    grafana_test = CASES_ROOT / "grafana" / "firing_startsAt_zero_notifier_alerting.json"
     issue, alert = (
         "newrelic:13bbcdca-f0b6-470d-b0be-b34583c58869",
         "grafana:1:fac0861a85de433a",

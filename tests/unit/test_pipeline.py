@@ -162,7 +162,7 @@ def test_a_firing_alert_without_a_start_time_takes_its_record_time(
         retry_max_seconds=0.002,
         stopping=asyncio.Event(),
     )
-    value = (FIXTURES / "test_notification_startsAt_zero_alerting.json").read_bytes()
+    value = (FIXTURES / "firing_startsAt_zero_notifier_alerting.json").read_bytes()
     test_alert = SignalRecord(
         topic=topic, partition=0, offset=0, key=None, value=value, timestamp_ms=timestamp_ms
     )

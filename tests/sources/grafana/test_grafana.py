@@ -77,7 +77,7 @@ def test_a_firing_alert_without_a_start_time_takes_the_record_time(starts_at: st
 
 
 def test_the_test_notification_is_one_signal_whenever_it_is_received() -> None:
-    test_alert = fixture("test_notification_startsAt_zero_alerting.json")
+    test_alert = fixture("firing_startsAt_zero_notifier_alerting.json")
     [first] = decode("grafana", test_alert, RECEIVED)
     [again] = decode("grafana", test_alert, datetime(2026, 3, 2, tzinfo=UTC))
     assert first.signal_time.year == 2026
@@ -94,7 +94,7 @@ def test_a_resolved_alert_with_the_zero_start_resolves_at_its_end() -> None:
 
 def test_without_a_record_time_a_start_less_alert_is_a_rejected_part() -> None:
     notification = GrafanaNotification.model_validate(
-        fixture("test_notification_startsAt_zero_alerting.json")
+        fixture("firing_startsAt_zero_notifier_alerting.json")
     )
     [item] = map_notification(notification)
     assert isinstance(item, RejectedPart)
