@@ -81,7 +81,8 @@ METRIC_OUTCOME = {
     "ignored": "ignored",
     "dead_lettered": "dead_lettered",
 }
-SEED_KINDS = ("deploy_status", "verification", "ecs_stopped", "runner")
+#: The seed signal families, from the registry (every source that is not an external one).
+SEED_KINDS = tuple(s.name for s in SOURCES if not s.external)
 KINDS = SEED_KINDS  # the seed kinds (older name)
 #: Seed kinds with a recovery signal (SPEC §7.3); ECS stopped tasks have none.
 RECOVERABLE = ("deploy_status", "verification", "runner")
@@ -749,7 +750,7 @@ class _Generator:
 
     def seed_trigger(self, n: int) -> None:
         rng, spec = self.rng, self.spec
-        kind = spec.only or SEED_KINDS[rng.randrange(4)]
+        kind = spec.only or SEED_KINDS[rng.randrange(len(SEED_KINDS))]
         if rng.random() < spec.ignored and spec.only in (None, "ecs_stopped"):
             self.ignored(n, kind)
             return
@@ -813,7 +814,7 @@ class _Generator:
                 if roll < spec.commands
                 else "alertmanager"
                 if roll < spec.commands + spec.external
-                else SEED_KINDS[rng.randrange(4)]
+                else SEED_KINDS[rng.randrange(len(SEED_KINDS))]
             )
         if kind == "deploy_status":
             value = self.deploy_status(n, None, "RED")[0]

@@ -24,8 +24,8 @@ from tests.support import eventually, produce, start_worker
 
 pytestmark = pytest.mark.integration
 
-#: The external alert sources (SPEC §8): those whose error code is `<SOURCE>_ALERT`.
-EXTERNAL = tuple(s.name for s in SOURCES if s.error_codes == (f"{s.name.upper()}_ALERT",))
+#: The external alert sources (SPEC §8), from the registry.
+EXTERNAL = tuple(s.name for s in SOURCES if s.external)
 
 
 def _cases(source: Source) -> list[tuple[Path, tuple[object, ...]]]:

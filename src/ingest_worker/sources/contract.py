@@ -52,6 +52,12 @@ class Source:
     shapes: tuple[Shape, ...]
     error_codes: tuple[str, ...] = ()
 
+    @property
+    def external(self) -> bool:
+        """An external alert source (an alert tool or the generic ingestion), not a seed signal
+        family: its one error code is `<NAME>_ALERT`, as every external source's is."""
+        return self.error_codes == (f"{self.name.upper()}_ALERT",)
+
     def shape_of(self, data: Mapping[str, Any]) -> Shape:
         """The shape a JSON object is read as."""
         fallback: Shape | None = None
