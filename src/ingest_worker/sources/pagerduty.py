@@ -31,9 +31,9 @@ Events API v2 (what tools send *to* PagerDuty; the fallback shape), key
   missing identity.
 - Signal time: `payload.timestamp` (`+0000` offsets accepted) when present, else `received_at`,
   an RFC 3339 time the producer adds at the top level when it receives the event (the gateway's
-  `/v2/enqueue` does). acknowledge and resolve events carry no payload, hence no time, and a
-  mapper has no clock: without `received_at` they are `schema_violation`, as is a trigger
-  without either time.
+  `/v2/enqueue` does). acknowledge and resolve events usually carry no payload (or one without
+  a timestamp), hence no time, and a mapper has no clock: without either time they are
+  `schema_violation`, as is a trigger.
 - `routing_key` is a credential (the integration key): it is dropped from the payload before
   anything is hashed, stored or published, and a `dedup_key` equal to it is refused
   (`schema_violation`) because the incident key would publish it.
