@@ -55,7 +55,10 @@ def configuration_reference() -> str:
         "",
         "Every setting is an environment variable. Lists and maps are JSON "
         "(`INGEST_OPEN_AFTER='{\"alertmanager\": 2}'`). Secrets are never printed in clear: "
-        "wherever settings are logged, passwords are masked.",
+        "wherever settings are logged, passwords are masked. The ports of `make run` and of "
+        "`--dev` commands (`INGEST_DEV_POSTGRES_PORT`, `INGEST_DEV_KAFKA_PORT`): "
+        "[Getting started](../getting-started.md). Tracing follows the standard `OTEL_*` "
+        "variables: [Tracing](../operations/tracing.md).",
         "",
         "## Worker and command line",
         "",
