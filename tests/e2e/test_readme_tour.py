@@ -161,6 +161,7 @@ def _localized(command: str, dev: DevProcess) -> str:
     ).replace(f"localhost:{DEV_HTTP_PORT}", f"localhost:{dev.http_port}")
 
 
+@pytest.mark.e2e
 def test_the_readme_tour_prints_what_the_readme_shows(dev: DevProcess) -> None:
     steps = tour_steps(README.read_text(encoding="utf-8"))
     assert steps, "no ```console block with `$ ` commands in the README's tour"
