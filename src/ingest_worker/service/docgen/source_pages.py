@@ -92,21 +92,44 @@ def _example(name: str, value: bytes, output: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _kinds(output: dict[str, Any]) -> set[str]:
+    return {
+        "incident" if "incident_key" in item else next(iter(item)) for item in output["incidents"]
+    }
+
+
+def _pick_examples(
+    candidates: list[tuple[str, bytes, dict[str, Any]]],
+) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """Up to MAX_EXAMPLES real cases: a trigger, a recovery and a source transition first (when
+    the source has them), then the others in name order."""
+    chosen: list[tuple[str, bytes, dict[str, Any]]] = []
+    for kind in ("incident", "recovery", "transition"):
+        found = next((c for c in candidates if kind in _kinds(c[2]) and c not in chosen), None)
+        if found is not None:
+            chosen.append(found)
+    chosen += [c for c in candidates if c not in chosen]
+    return chosen[:MAX_EXAMPLES]
+
+
 def _generated(source: Source, folder: Path) -> list[str]:
-    examples: list[list[str]] = []
-    more, ignored, rejected = [], [], []
+    ignored, rejected, producing = [], [], []
     for name, value, output in _cases(folder):
         if "rejected" in output:
             rejected.append(f"| `{name}` | `{output['rejected']}` | {cell(output['message'])} |")
         elif not output["incidents"]:
             ignored.append(f"| `{name}` |")
-        elif len(examples) < MAX_EXAMPLES and not any(
-            word in name.lower() for word in ("derived", "edge")
-        ):
-            examples.append(_example(name, value, output))
         else:
-            effects = "<br>".join(cell(_effect_line(item)) for item in output["incidents"])
-            more.append(f"| `{name}` | {effects} |")
+            producing.append((name, value, output))
+    real = [c for c in producing if not any(w in c[0].lower() for w in ("derived", "edge"))]
+    examples = _pick_examples(real)
+    more = [
+        f"| `{name}` | "
+        + "<br>".join(cell(_effect_line(item)) for item in output["incidents"])
+        + " |"
+        for name, value, output in producing
+        if (name, value, output) not in examples
+    ]
     lines = [
         "## Examples",
         "",
@@ -116,7 +139,7 @@ def _generated(source: Source, folder: Path) -> list[str]:
         "",
     ]
     for example in examples:
-        lines += example
+        lines += _example(*example)
     if more:
         lines += ["## More cases", "", "| case | result |", "|---|---|", *more, ""]
     if ignored:
