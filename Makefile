@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas golden clean lock interop
+.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas golden clean lock interop docs docs-gen
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint typecheck
+test: lint typecheck docs
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP)
@@ -57,6 +57,14 @@ golden: $(STAMP)
 	-$(VENV)/bin/pytest tests/sources -q --force-regen
 	$(VENV)/bin/pytest tests/sources -q
 
+# The documentation site (MkDocs Material) into site/; --strict fails on a broken link or page.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+# Rewrite the generated pages (CLI and configuration references, source pages) from the code.
+docs-gen: $(STAMP)
+	$(PY) -m ingest_worker.service.docgen .
+
 asyncapi: $(STAMP)
 	$(VENV)/bin/ingest-worker asyncapi --output docs/asyncapi.json
 	$(VENV)/bin/ingest-worker schemas --output-dir docs/schemas
@@ -69,4 +77,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build site src/*.egg-info

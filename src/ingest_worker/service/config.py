@@ -32,7 +32,13 @@ else:
     _SourceTopics = create_model(
         "_SourceTopics",
         __base__=BaseSettings,
-        **{topic_field(source): (str, source.topic) for source in SOURCES},
+        **{
+            topic_field(source): (
+                str,
+                Field(default=source.topic, description=f"Topic of the {source.name} source."),
+            )
+            for source in SOURCES
+        },
     )
 
 
@@ -45,60 +51,160 @@ class Settings(_SourceTopics):
 
     model_config = _SETTINGS_CONFIG
 
-    kafka_bootstrap_servers: str = "localhost:9092"
-    database_url: SecretStr = SecretStr("postgresql://postgres:postgres@localhost:5432/postgres")
-    group_id: str = "ingest-worker"
-    client_id: str = "ingest-worker"
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092", description="Kafka bootstrap servers, comma-separated."
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres:postgres@localhost:5432/postgres"),
+        description="PostgreSQL (14 or later) connection URL; its password is masked in logs.",
+    )
+    group_id: str = Field(
+        default="ingest-worker", description="Consumer group shared by all worker replicas."
+    )
+    client_id: str = Field(default="ingest-worker", description="Kafka client id of the worker.")
 
-    topic_dead_letter: str = "signals.dlq"
-    topic_commands: str = "incident.commands"
-    topic_command_results: str = "incident.command-results"
-    #: JSON file mapping command verbs to the roles allowed to use them (README, "Authority").
-    policy_file: str | None = None
-    topic_incident_events: str = "incident.events"
+    topic_dead_letter: str = Field(
+        default="signals.dlq", description="Dead-letter topic: rejected records with their reason."
+    )
+    topic_commands: str = Field(
+        default="incident.commands", description="Topic of the lifecycle commands."
+    )
+    topic_command_results: str = Field(
+        default="incident.command-results",
+        description="Topic of the command outcomes (applied, noop, rejected).",
+    )
+    policy_file: str | None = Field(
+        default=None,
+        description="JSON file mapping command verbs to the roles allowed to use them; verbs "
+        "left out keep the default policy.",
+    )
+    topic_incident_events: str = Field(
+        default="incident.events", description="Topic of the incident events (CloudEvents)."
+    )
 
-    batch_max_records: int = Field(default=500, ge=1, le=10_000)
-    write_concurrency: int = Field(default=2, ge=1, le=8)
-    batch_timeout_ms: int = Field(default=10, ge=1, le=60_000)
-    fetch_max_wait_ms: int = Field(default=20, ge=1, le=60_000)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Records per batch, one transaction each."
+    )
+    write_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Batches written at once, each in its own transaction, committed in order.",
+    )
+    batch_timeout_ms: int = Field(
+        default=10,
+        ge=1,
+        le=60_000,
+        description="Longest wait for records when none are buffered.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=60_000,
+        description="Longest time the broker may hold a fetch when no data is ready.",
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest record value; larger ones are dead-lettered as too_large.",
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=10_000,
+        description="Longest batch before the group evicts the consumer (and /healthz fails).",
+    )
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="Consumer group session timeout."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new consumer group starts reading."
+    )
 
-    #: First-generation threshold of CPython's cyclic garbage collector once the worker is up
-    #: (start-up objects are frozen); 0 keeps CPython's default (700). See service/runtime.py.
-    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
-    #: Event loop of the `run` / `dev` worker process: uvloop (when importable) or asyncio's.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        le=10_000_000,
+        description="First-generation threshold of CPython's garbage collector in the worker "
+        "process, whose start-up objects are frozen; 0 keeps CPython's defaults.",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="Event loop of the worker process: uvloop (when installed) or asyncio's.",
+    )
 
-    retry_initial_seconds: float = Field(default=0.2, gt=0)
-    retry_max_seconds: float = Field(default=10.0, gt=0)
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0, description="First backoff after a transient fault."
+    )
+    retry_max_seconds: float = Field(
+        default=10.0, gt=0, description="Backoff cap (exponential, full jitter)."
+    )
 
-    outbox_batch_size: int = Field(default=1000, ge=1)
-    outbox_poll_seconds: float = Field(default=1.0, gt=0)
-    outbox_lanes: int = Field(default=64, ge=1, le=4096)
-    #: SPEC §7.4: a trigger this soon after an automatic resolve reopens it (flap damper).
-    reopen_window_seconds: float = Field(default=300.0, ge=0)
-    #: SPEC §7.1: occurrences before an incident of a source opens (PENDING until then), by
-    #: source name, e.g. INGEST_OPEN_AFTER='{"alertmanager": 2}'; default 1 (straight to OPEN).
-    open_after: dict[str, int] = Field(default_factory=dict)
+    outbox_batch_size: int = Field(
+        default=1000, ge=1, description="Events per outbox publishing round."
+    )
+    outbox_poll_seconds: float = Field(
+        default=1.0, gt=0, description="Outbox polling interval when no notification arrives."
+    )
+    outbox_lanes: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Outbox lanes (per-incident ordering across replicas); the same on every "
+        "replica.",
+    )
+    reopen_window_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A trigger this soon after an automatic resolve reopens the incident "
+        "(by signal times); later, it opens a new episode.",
+    )
+    open_after: dict[str, int] = Field(
+        default_factory=dict,
+        description='Occurrences before an incident opens, by source, e.g. {"alertmanager": 2}; '
+        "PENDING until then (default 1: straight to OPEN).",
+    )
 
-    ce_source: str = "ingest-worker"
-    http_host: str = "0.0.0.0"  # noqa: S104 - a service's probe endpoint must be reachable
-    http_port: int = Field(default=8080, ge=0, le=65535)
-    shutdown_grace_seconds: float = Field(default=20.0, gt=0)
-    db_pool_size: int = Field(default=6, ge=2)
-    log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
-    migrate_on_start: bool = True
+    ce_source: str = Field(
+        default="ingest-worker", description="CloudEvents ce_source of published events."
+    )
+    http_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a service's probe endpoint must be reachable
+        description="Address of the health and metrics endpoint.",
+    )
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest time from SIGTERM to exit; keep it below the orchestrator's "
+        "grace period.",
+    )
+    db_pool_size: int = Field(
+        default=6,
+        ge=2,
+        description="PostgreSQL connections (at least the write concurrency + 3 are used).",
+    )
+    log_level: str = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="json lines, or console for humans."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply the database migrations at start-up."
+    )
 
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: str | None = None
-    kafka_enable_idempotence: bool = False
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="Kafka SASL mechanism."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="Kafka SASL username.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Kafka SASL password.")
+    kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle for Kafka TLS.")
+    kafka_enable_idempotence: bool = Field(
+        default=False, description="Idempotent producer (real Kafka only; Tansu lacks it)."
+    )
 
     def topic_of(self, source: Source | str) -> str:
         """The topic a source (or source name) is consumed on."""

@@ -31,31 +31,61 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INGEST_GATEWAY_", extra="ignore", frozen=True)
 
-    host: str = "0.0.0.0"  # noqa: S104 - senders and probes must reach it
-    port: int = Field(default=8081, ge=0, le=65535)
-    #: Largest accepted body; None: `INGEST_MAX_MESSAGE_BYTES`, what the worker accepts.
-    max_body_bytes: int | None = Field(default=None, ge=1024)
-    #: source → bearer tokens (two during a rotation); `*` → tokens valid for every source.
-    tokens: dict[str, list[SecretStr]] = Field(default_factory=dict)
-    #: source → `user:password` pairs accepted as HTTP basic auth.
-    basic_auth: dict[str, list[SecretStr]] = Field(default_factory=dict)
-    #: source → HMAC-SHA256 secrets of signing senders (PagerDuty, Grafana).
-    hmac_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
-    #: A JSON file `{"tokens": {…}, "basic_auth": {…}, "hmac_secrets": {…}}`, merged with the
-    #: variables above and re-read when it changes (a mounted Kubernetes Secret, say).
-    secrets_file: Path | None = None
-    rate_limit_per_second: float = Field(default=50.0, gt=0)
-    rate_limit_burst: int = Field(default=200, ge=1)
-    #: source → {"rate": …, "burst": …}, overriding the two defaults above.
-    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
-    #: How long a request waits for the broker's acknowledgement before the 503.
-    produce_timeout_seconds: float = Field(default=5.0, gt=0)
-    #: `Retry-After` of a 503.
-    retry_after_seconds: int = Field(default=5, ge=1)
-    #: Grafana's optional timestamp header (its HMAC then signs `<timestamp>:<body>`).
-    grafana_timestamp_header: str = "X-Grafana-Alerting-Timestamp"
-    #: Create the signal topics at start-up when missing (needs the right to; errors are logged).
-    ensure_topics: bool = True
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - senders and probes must reach it
+        description="Address the gateway listens on.",
+    )
+    port: int = Field(default=8081, ge=0, le=65535, description="Port the gateway listens on.")
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Largest accepted body; unset: INGEST_MAX_MESSAGE_BYTES, what the worker "
+        "accepts.",
+    )
+    tokens: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description='Bearer tokens by source, e.g. {"alertmanager": ["new", "old"]} (two during '
+        'a rotation); "*" for every source.',
+    )
+    basic_auth: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description='"user:password" pairs accepted as HTTP basic auth, by source.',
+    )
+    hmac_secrets: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="HMAC-SHA256 secrets of signing senders (PagerDuty, Grafana), by source.",
+    )
+    secrets_file: Path | None = Field(
+        default=None,
+        description='A JSON file {"tokens": …, "basic_auth": …, "hmac_secrets": …}, merged with '
+        "the variables above and re-read when it changes (a mounted Kubernetes Secret).",
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, gt=0, description="Token bucket rate per source, per replica."
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Token bucket burst per source, per replica."
+    )
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict,
+        description='Per-source override of the two above, e.g. {"datadog": {"rate": 5, '
+        '"burst": 20}}.',
+    )
+    produce_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for the broker's acknowledgement before the 503.",
+    )
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After of a 503.")
+    grafana_timestamp_header: str = Field(
+        default="X-Grafana-Alerting-Timestamp",
+        description="Grafana's optional timestamp header (its HMAC then signs <timestamp>:<body>).",
+    )
+    ensure_topics: bool = Field(
+        default=True,
+        description="Create the signal topics at start-up when missing (errors are logged, "
+        "not fatal).",
+    )
 
     def rate_limit_of(self, source: str) -> RateLimit:
         return self.rate_limits.get(
