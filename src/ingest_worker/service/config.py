@@ -55,6 +55,15 @@ class Settings(_SourceTopics):
     topic_command_results: str = "incident.command-results"
     #: JSON file mapping command verbs to the roles allowed to use them (README, "Authority").
     policy_file: str | None = None
+    command_max_future_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "How far a command's `issuedAt` may be ahead of the worker's clock, in seconds; a "
+            "command issued later than that is rejected with reason `issued_in_future`."
+        ),
+    )
     topic_incident_events: str = "incident.events"
 
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
