@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -357,3 +358,14 @@ def test_aws_secret_keys_and_jwts_of_every_form_are_redacted(text: str, expected
 )
 def test_text_that_only_resembles_aws_secrets_or_jwts_is_kept(text: str) -> None:
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "opening", ["{", "{ ", "{  ", "{ \t", "{ \n", "{ \r\n", "{\n", "{\r\n", "{\t", "{\n\t"]
+)
+def test_a_jwt_is_redacted_whatever_whitespace_opens_its_header(opening: str) -> None:
+    header = base64.urlsafe_b64encode(f'{opening}"alg": "HS256"}}'.encode()).decode().rstrip("=")
+    token = f"{header}.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    assert may_contain_secrets(token)
+    assert redact_text(f"id_token={token};") == f"id_token={REDACTED};"
+    assert redact_text(f"seen {token} twice") == f"seen {REDACTED} twice"

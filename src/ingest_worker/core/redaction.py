@@ -73,10 +73,12 @@ _CREDENTIAL: Final = re.compile(
     re.DOTALL | re.ASCII,
 )
 
-#: JWTs whose header is JSON with whitespace after its `{` (`{ "alg"` → `eyAi`, `{\n` → `ewo`,
-#: `{\r` → `ew0`, `{\t` → `ewk`): redacted only when the header decodes to `{` then `"`.
+#: JWTs whose header is JSON with whitespace after its `{` (`{ "` → `eyAi`, `{ ` then a space, a
+#: tab or a line break → `eyAg` / `eyAJ` / `eyAK` / `eyAN`, `{\n` → `ewo`, `{\r` → `ew0`, `{\t` →
+#: `ewk`): redacted only when the header decodes to `{`, whitespace, then `"`.
 _LOOSE_JWT: Final = re.compile(
-    r"\be(?:yA|w[o0k])(?P<header>[A-Za-z0-9_-]{2,})={0,2}\.[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]*={0,2}",
+    r"\be(?:yA[igKNJ]|w[o0k])[A-Za-z0-9_-]{2,}={0,2}"
+    r"\.[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]*={0,2}",
     re.ASCII,
 )
 
@@ -119,7 +121,7 @@ _RAW_HINT_GROUPS: Final = (
     re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|Iza)"),  # AWS key ids, Google API keys
     re.compile(r"g(?:h[pousr]_|ithub_pat_)"),  # GitHub tokens
 )
-_RAW_HINT_GROUPS_JWT: Final = re.compile(r"e(?:y[JA]|w[o0k])")  # JWT headers (see _LOOSE_JWT)
+_RAW_HINT_GROUPS_JWT: Final = re.compile(r"e(?:yJ|yA[igKNJ]|w[o0k])")  # JWT headers (_LOOSE_JWT)
 _RAW_HINTS: Final = ("-----BEGIN", "xox", "k_live_", "k_test_", "npm_")
 #: Checked in the lowercased text stripped of `_-. `; each covers secret keys, assignment names or
 #: HTTP schemes (`pass` covers password, passwd, passphrase; `auth` covers authorization).
