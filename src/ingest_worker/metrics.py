@@ -62,7 +62,15 @@ class Metrics:
         )
         self.commands = Counter(
             "ingest_commands_total",
-            "Lifecycle commands and source-reported transitions, by verb and outcome.",
+            "Lifecycle command decisions and source-reported transitions, by verb and outcome "
+            "(a command is counted when decided, not when its stored outcome is published again).",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.commands_republished = Counter(
+            "ingest_command_outcomes_republished_total",
+            "Stored command outcomes published again for a command already decided (the same "
+            "command redelivered or sent again), by verb and outcome.",
             ["type", "outcome"],
             registry=r,
         )

@@ -21,6 +21,7 @@ offset named in the headers. It must never block its partition.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import random
@@ -714,6 +715,52 @@ def _credential_identifier(shape: str, ident: int, rng: random.Random) -> list[C
                     secrets=(secret,))  # fmt: skip
 
 
+def make_subtle_secrets(rng: random.Random) -> dict[str, str]:
+    """Credentials in the forms redaction once let through: a token used as a key, an AWS secret
+    access key (40 base64 characters) beside its key id, a JWT whose JSON header has spaces."""
+    alnum = string.ascii_letters + string.digits
+    upper = string.ascii_uppercase + string.digits
+    base64_chars = alnum + "/+"
+    # Both cases and a digit, as every real one (40 random characters) has.
+    aws_secret = "wJ7/" + _random(rng, base64_chars, 36)
+    header = (
+        base64.urlsafe_b64encode(
+            f'{{ "alg": "HS256", "kid": "{_random(rng, alnum, 12)}" }}'.encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
+    claims = (
+        base64.urlsafe_b64encode(f'{{"sub": "{_random(rng, alnum, 16)}"}}'.encode())
+        .decode()
+        .rstrip("=")
+    )
+    return {
+        "key_token": "ghp_" + _random(rng, alnum, 36),
+        "aws_access_key": "AKIA" + _random(rng, upper, 16),
+        "aws_secret_key": aws_secret,
+        "spaced_jwt": f"{header}.{claims}.{_random(rng, alnum + '-_', 43)}",
+    }
+
+
+@kind(
+    "credential_as_a_key_aws_secret_key_and_spaced_jwt", "processed, every planted secret redacted"
+)
+def _subtle_secrets(shape: str, ident: int, rng: random.Random) -> list[Case]:
+    """A token as a label name (a JSON key, at the top and nested), and in free text an AWS key
+    pair and a JWT whose header is not compact (`eyAi…`)."""
+    payload = base(shape, ident)
+    secrets = make_subtle_secrets(rng)
+    for path in FIELDS[shape].free_text:
+        put(payload, path, f"aws_access_key_id={secrets['aws_access_key']} "
+                           f"aws_secret_access_key={secrets['aws_secret_key']} "
+                           f"id_token {secrets['spaced_jwt']}")  # fmt: skip
+    payload[secrets["key_token"]] = "team-payments"
+    payload["extraLabels"] = {secrets["key_token"]: "on", "team": "payments"}
+    return processed("credential_as_a_key_aws_secret_key_and_spaced_jwt", shape, payload,
+                     secrets=tuple(secrets.values()), round_trip=False)  # fmt: skip
+
+
 # --- the corpus ---------------------------------------------------------------------------------
 
 
@@ -768,7 +815,7 @@ CommandBuilder = Callable[[int, str, random.Random], list[Case]]
 COMMAND_KINDS: dict[str, CommandBuilder] = {}
 #: Secrets planted in commands that are valid input (kept apart from the signal corpus' secrets:
 #: see `test_no_secret_planted_in_a_command_is_stored_published_or_logged`).
-COMMAND_SECRET_KINDS = ("secrets_in_rationale_and_note",)
+COMMAND_SECRET_KINDS = ("secrets_in_rationale_and_note", "subtle_secrets_in_rationale_and_note")
 
 
 def good_command(number: int, target: str, **changes: Any) -> dict[str, Any]:
@@ -895,15 +942,59 @@ def _command_secrets_dead(number: int, target: str, rng: random.Random) -> list[
                  secrets=tuple(secrets.values()))  # fmt: skip
 
 
+# Credentials in identity fields: refused (dead letters), never redacted.
+
+
+@command_kind("credential_as_the_command_id")
+def _credential_command_id(number: int, target: str, rng: random.Random) -> list[Case]:
+    """Identity fields are refused, not redacted: a redacted commandId would merge commands."""
+    secret = make_secrets(rng)["jwt"]
+    command = good_command(number, target, commandId=secret)
+    return _dead("credential_as_the_command_id", dumps(command), "schema_violation",
+                 secrets=(secret,))  # fmt: skip
+
+
+@command_kind("credential_as_the_actor_id")
+def _credential_actor(number: int, target: str, rng: random.Random) -> list[Case]:
+    secret = make_secrets(rng)["github_token"]
+    command = good_command(number, target,
+                           actor={"type": "service", "id": secret, "roles": ["ONCALL_ENGINEER"]})  # fmt: skip
+    return _dead("credential_as_the_actor_id", dumps(command), "schema_violation",
+                 secrets=(secret,))  # fmt: skip
+
+
+@command_kind("credential_as_a_role")
+def _credential_role(number: int, target: str, rng: random.Random) -> list[Case]:
+    secret = make_secrets(rng)["aws_access_key"]
+    command = good_command(number, target, type="acknowledge",
+                           actor={"type": "human", "id": "alice", "roles": [secret]})  # fmt: skip
+    return _dead("credential_as_a_role", dumps(command), "schema_violation", secrets=(secret,))
+
+
+@command_kind("credential_in_the_target_key")
+def _credential_target(number: int, target: str, rng: random.Random) -> list[Case]:
+    """An unknown incidentKey holding a token: refused before its receipt could echo it."""
+    secret = make_secrets(rng)["github_token"]
+    command = good_command(number, target, incidentKey=f"{target}:{secret}")
+    return _dead("credential_in_the_target_key", dumps(command), "schema_violation",
+                 secrets=(secret,))  # fmt: skip
+
+
 # Valid commands: each must end with its outcome, never on the dead-letter topic.
 
 
 @command_kind("far_future_issued_at")
 def _far_future(number: int, target: str, rng: random.Random) -> list[Case]:
-    """A decision: `issuedAt` far in the future is a valid time (the worker has no clock to
-    compare it with, SPEC §7: decisions use the commands' times): just an annotation."""
+    """`issuedAt` beyond the worker's clock plus the allowed skew (300 s by default)."""
     command = good_command(number, target, issuedAt="2999-12-31T23:59:59Z")
-    return _outcome("far_future_issued_at", command, "applied")
+    return _outcome("far_future_issued_at", command, "rejected", "issued_in_future")
+
+
+@command_kind("issued_at_in_1970")
+def _issued_1970(number: int, target: str, rng: random.Random) -> list[Case]:
+    """Before the incident's first signal: applied, it would acknowledge before the incident."""
+    command = good_command(number, target, type="acknowledge", issuedAt="1970-01-01T00:00:00Z")
+    return _outcome("issued_at_in_1970", command, "rejected", "issued_before_incident")
 
 
 @command_kind("sql_in_every_string_field")
@@ -946,6 +1037,17 @@ def _command_secrets(number: int, target: str, rng: random.Random) -> list[Case]
     command = good_command(number, target, rationale=secret_text(secrets),
                            note=secret_text(secrets))  # fmt: skip
     return _outcome("secrets_in_rationale_and_note", command, "applied",
+                    secrets=tuple(secrets.values()))  # fmt: skip
+
+
+@command_kind("subtle_secrets_in_rationale_and_note")
+def _command_subtle_secrets(number: int, target: str, rng: random.Random) -> list[Case]:
+    secrets = make_subtle_secrets(rng)
+    del secrets["key_token"]  # no key to put it in: the free texts are strings
+    text = (f"deploy failed: aws {secrets['aws_access_key']} {secrets['aws_secret_key']} "
+            f"jwt {secrets['spaced_jwt']}")  # fmt: skip
+    command = good_command(number, target, rationale=text, note=text)
+    return _outcome("subtle_secrets_in_rationale_and_note", command, "applied",
                     secrets=tuple(secrets.values()))  # fmt: skip
 
 

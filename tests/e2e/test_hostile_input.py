@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_worker.service.config import Settings, topic_field
 from ingest_worker.service.kafka_clients import ensure_topics
@@ -129,7 +131,8 @@ def test_command_corpus_has_at_least_20_kinds_dead_lettered_or_rejected_with_a_r
                          "empty_value"}  # fmt: skip
     assert {reason for _, reason in outcomes} == {
         None, "unknown_incident", "not_authorized", "rationale_required", "stale",
-        "transition_not_allowed", "idempotency_key_reused",
+        "transition_not_allowed", "idempotency_key_reused", "issued_before_incident",
+        "issued_in_future",
     }  # fmt: skip
     assert all((c.reason is None) == (c.command is not None) for c in cases)
 
@@ -255,6 +258,33 @@ async def produce_commands(settings: Settings, cases: list[Case], first: int) ->
         return [p for p, _ in sent]
     finally:
         await producer.stop()
+
+
+#: ECS signals whose incidents the command corpus targets: their times (2024-05-01) precede the
+#: commands' issuedAt (May 2024); the corpus' own signals are dated decades ahead.
+TARGET_IDENTS = range(101, 106)
+
+
+async def produce_targets(settings: Settings) -> list[Placed]:
+    """The command targets (`TARGET_IDENTS`), on partition 0 of the ECS topic."""
+    topic = topics_of(settings)["ecs"]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        placed = []
+        for ident in TARGET_IDENTS:
+            payload = good_signal("ecs_stopped_task", ident)
+            value = json.dumps(payload).encode()
+            sent = await producer.send_and_wait(topic, value=value, partition=0)
+            placed.append(Placed(None, "ecs", topic, 0, sent.offset, value, payload))
+        return placed
+    finally:
+        await producer.stop()
+
+
+def http_text(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return str(response.read().decode("utf-8", "replace"))
 
 
 async def until_commands_processed(
@@ -424,13 +454,18 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
         settled[phase] = await until_processed(
             database, settings, expectation(placed), rejected, timeout=timeout
         )
-    # Commands, against incidents the signal phases created (ECS ones: nothing resolves them).
+    # Commands, against incidents of their own (ECS ones: nothing resolves them) whose first
+    # signal precedes the commands' issuedAt, which the worker's clock has passed.
+    placed += await produce_targets(settings)
+    rejected = sum(1 for p in placed if p.case is not None and p.case.reason is not None)
+    settled["command targets"] = await until_processed(
+        database, settings, expectation(placed), rejected, timeout=60
+    )
     targets = sorted(
-        t.key
-        for p in placed
-        if p.case is None and p.payload is not None and p.family == "ecs"
+        t.key for p in placed[-len(TARGET_IDENTS) :] if p.payload is not None
         for t in touches(p.family, p.payload)
-    )[:5]
+    )[:5]  # fmt: skip
+    assert targets, "no command target was created"
     commands = build_command_corpus(SEED, targets)
     placed += await produce_commands(settings, commands, len(placed))
     valid = {p.payload["commandId"] for p in placed if p.family == "commands"
@@ -442,6 +477,7 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
     await database.close()
     alive = worker.proc is not None and worker.proc.poll() is None
     ready = await asyncio.to_thread(http_status, worker.http_port, "/readyz") == 200
+    metrics = await asyncio.to_thread(http_text, worker.http_port, "/metrics")
     worker.signal(signal.SIGTERM)
     exit_code = await worker.wait_exit(settings.shutdown_grace_seconds + 15)
 
@@ -483,6 +519,8 @@ async def run_corpus(corpus: Corpus, settings: Settings, fleet: Fleet) -> Corpus
         found.update(scan_records(added, secrets, "dead-letter"))
         if in_log := sorted(s for s in secrets - {CANARY} if s in log):
             found["worker log"] = in_log
+        if in_metrics := sorted(s for s in secrets - {CANARY} if s in metrics):
+            found["worker metrics"] = in_metrics
     _tally(corpus, placed, verdict, observed)
     for case in commands:
         TALLY.hostile_command(case.kind)
@@ -838,6 +876,83 @@ async def test_records_with_non_utf8_header_values_are_processed_not_silently_dr
     )
     assert letters == []
     assert keys == {t.key for s in signals for t in touches("deploy_status", s)}
+
+
+def command_counts(port: int) -> dict[tuple[str, str, str], float]:
+    """(series, type, outcome) → value of both command counters on a worker's `/metrics`."""
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(http_text(port, "/metrics")):
+        for sample in family.samples:
+            if sample.name in COMMAND_SERIES:
+                key = (sample.name, sample.labels["type"], sample.labels["outcome"])
+                counts[key] = sample.value
+    return counts
+
+
+COMMAND_SERIES = ("ingest_commands_total", "ingest_command_outcomes_republished_total")
+
+
+async def test_one_command_sent_many_times_and_across_a_sigkill_is_counted_once(
+    scenario_settings: Any, fleet_factory: Any
+) -> None:
+    """`ingest_commands_total` counts decisions: one acknowledge, sent 200 times (100 copies, a
+    SIGKILL of the worker, 100 more to its replacement), is one applied decision; every other
+    copy republishes the stored outcome and is counted apart, by neither worker as a decision."""
+    settings = scenario_settings()
+    await ensure_topics(settings)
+    fleet = fleet_factory(settings)
+    first = await fleet.start()
+    target = good_signal("ecs_stopped_task", 201)
+    (touch,) = touches("ecs", target)
+    ack = good_command(1, touch.key, type="acknowledge", commandId="ack-many-times")
+    copies = 100
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    database = Database(settings.database_url.get_secret_value())
+    try:
+        await producer.send_and_wait(settings.topic_ecs, dumps(target), partition=0)
+
+        async def created() -> bool:
+            return await database.fetchrow("SELECT 1 FROM incidents") is not None
+
+        await eventually(created, timeout=60, what="the target incident")
+        for _ in range(copies):
+            await producer.send(settings.topic_commands, dumps(ack), key=touch.key.encode())
+        await producer.flush()
+        applied = ("ingest_commands_total", "acknowledge", "applied")
+        republished = ("ingest_command_outcomes_republished_total", "acknowledge", "applied")
+
+        async def decided() -> bool:
+            return (await asyncio.to_thread(command_counts, first.http_port)).get(applied) == 1
+
+        await eventually(decided, timeout=60, what="the acknowledge decided")
+        before_kill = await asyncio.to_thread(command_counts, first.http_port)
+        fleet.kill(first)
+        for _ in range(copies):
+            await producer.send(settings.topic_commands, dumps(ack), key=touch.key.encode())
+        await producer.flush()
+        second = await fleet.start()
+
+        async def republished_all() -> bool:
+            counts = await asyncio.to_thread(command_counts, second.http_port)
+            return counts.get(republished, 0) >= copies
+
+        await eventually(republished_all, timeout=60, what="the copies after the kill processed")
+        after_kill = await asyncio.to_thread(command_counts, second.http_port)
+        receipts = await database.fetchrow(
+            "SELECT (SELECT count(*) FROM command_receipts) AS receipts, (SELECT count(*) FROM "
+            "incident_events WHERE type = 'incident.acknowledged') AS acks"
+        )
+    finally:
+        await producer.stop()
+        await database.close()
+        await fleet.stop_all()
+    assert receipts is not None and (receipts["receipts"], receipts["acks"]) == (1, 1)
+    assert {k: v for k, v in before_kill.items() if k[0] == "ingest_commands_total"} == {applied: 1}
+    assert before_kill.get(republished, 0) <= copies - 1
+    decisions_after = {k: v for k, v in after_kill.items() if k[0] == "ingest_commands_total"}
+    assert sum(decisions_after.values()) == 0, decisions_after
+    assert after_kill[republished] >= copies
 
 
 def _reason(record: Any) -> str:

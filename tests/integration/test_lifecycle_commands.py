@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,6 +162,19 @@ async def test_acknowledge_then_resolve_with_a_rationale(conn: Connection) -> No
         (command("promote"), "noop", None),  # already OPEN
         (command("archive"), "rejected", "transition_not_allowed"),
         (command("mark_mitigated"), "rejected", "transition_not_allowed"),
+        (command("acknowledge", at=-1), "rejected", "issued_before_incident"),
+        (command("annotate", at=-86_400, note="n"), "rejected", "issued_before_incident"),
+        (command("acknowledge", at=0), "applied", None),  # at the first signal
+        (
+            replace(command("acknowledge", at=1000), not_after=BASE_TIME + timedelta(seconds=999)),
+            "rejected",
+            "issued_in_future",
+        ),
+        (
+            replace(command("acknowledge", at=999), not_after=BASE_TIME + timedelta(seconds=999)),
+            "applied",
+            None,
+        ),
     ],
     ids=lambda v: v.command_id if isinstance(v, Command) else str(v),
 )

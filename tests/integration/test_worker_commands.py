@@ -80,3 +80,9 @@ async def test_commands_get_their_outcome_on_the_results_topic(
     assert (
         worker.worker.metrics.commands.labels(type="resolve", outcome="rejected")._value.get() == 2
     )
+    # The acknowledge sent twice is one decision; its second outcome is a republication.
+    metrics = worker.worker.metrics
+    assert metrics.commands.labels(type="acknowledge", outcome="applied")._value.get() == 1
+    assert (
+        metrics.commands_republished.labels(type="acknowledge", outcome="applied")._value.get() == 1
+    )

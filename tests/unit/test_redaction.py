@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -284,3 +285,87 @@ def test_the_joined_identifier_check_finds_a_credential_in_any_part() -> None:
     # `BEARER` ending one part and a token beginning the next is no `Bearer <token>`.
     assert not any_identifier_holds_credential(["step BEARER", "abcdefgh12345"])
     assert not any_identifier_holds_credential(["runner:1:build:failure", "prod"])
+
+
+# --- credentials as keys, AWS secret access keys, JWTs in other base64url forms -----------------
+
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+#: `{ "alg": "HS256", "typ": "JWT" }` (spaces inside the braces): the header starts `eyAi`.
+SPACED_JWT = (
+    "eyAiYWxnIjogIkhTMjU2IiwgInR5cCI6ICJKV1QiIH0"
+    ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+    ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+#: `{\n  "alg": "none"\n}` (pretty-printed): the header starts `ewog`; unsigned (no signature).
+PRETTY_JWT = "ewogICJhbGciOiAibm9uZSIKfQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+#: The compact header with its `=` padding kept on every part.
+PADDED_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0=.c2lnbmF0dXJl"
+
+
+def test_a_credential_used_as_a_key_is_redacted_in_the_key() -> None:
+    value = {"labels": {GITHUB_TOKEN: "team-a", "env": "prod"}, "AKIAIOSFODNN7EXAMPLE": 1}
+    assert redact(value) == {"labels": {REDACTED: "team-a", "env": "prod"}, REDACTED: 1}
+    assert may_contain_secrets(canonical_json(value))
+
+
+def test_keys_that_redact_to_the_same_text_are_all_kept() -> None:
+    value = {GITHUB_TOKEN: 1, AWS_KEY_ID: 2, REDACTED: 3}
+    result = redact(value)
+    assert result == {f"{REDACTED} (2)": 1, f"{REDACTED} (3)": 2, REDACTED: 3}
+    assert redact(result) == result
+
+
+def test_a_key_that_names_a_secret_is_kept_and_only_its_value_goes() -> None:
+    assert redact({"githubToken": GITHUB_TOKEN}) == {"githubToken": REDACTED}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{AWS_KEY_ID} {AWS_SECRET}", f"{REDACTED} {REDACTED}"),
+        (
+            f"aws_access_key_id={AWS_KEY_ID}\naws_secret_access_key={AWS_SECRET}\nregion=eu",
+            f"aws_access_key_id={REDACTED}\naws_secret_access_key={REDACTED}\nregion=eu",
+        ),
+        (f'"SecretAccessKey": "{AWS_SECRET}"', f'"SecretAccessKey": "{REDACTED}"'),
+        (f"the secret is {AWS_SECRET}.", f"the secret is {REDACTED}."),
+        (f"token {SPACED_JWT} expired", f"token {REDACTED} expired"),
+        (f"unsigned {PRETTY_JWT} here", f"unsigned {REDACTED} here"),
+        (f"padded {PADDED_JWT}", f"padded {REDACTED}"),
+    ],
+)
+def test_aws_secret_keys_and_jwts_of_every_form_are_redacted(text: str, expected: str) -> None:
+    assert may_contain_secrets(text)
+    assert redact_text(text) == expected
+    assert identifier_holds_credential(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # 40 base64 characters without an access key id or the word secret nearby.
+        f"build {AWS_SECRET} done",
+        # A commit sha (hex, one case) next to a secret word.
+        "secret rotation at 4b28363aa29ea4c5f1e2d3c4b5a697887766aa11",
+        # A base64 sha256 digest (padded) next to a secret word.
+        "secret digest n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
+        # Words that start like a JWT header but are no JWT.
+        "ewok.and.friends",
+        "eyAbc.def.ghi",
+        "they went to Brewood.then.home",
+    ],
+)
+def test_text_that_only_resembles_aws_secrets_or_jwts_is_kept(text: str) -> None:
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "opening", ["{", "{ ", "{  ", "{ \t", "{ \n", "{ \r\n", "{\n", "{\r\n", "{\t", "{\n\t"]
+)
+def test_a_jwt_is_redacted_whatever_whitespace_opens_its_header(opening: str) -> None:
+    header = base64.urlsafe_b64encode(f'{opening}"alg": "HS256"}}'.encode()).decode().rstrip("=")
+    token = f"{header}.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    assert may_contain_secrets(token)
+    assert redact_text(f"id_token={token};") == f"id_token={REDACTED};"
+    assert redact_text(f"seen {token} twice") == f"seen {REDACTED} twice"

@@ -1,8 +1,9 @@
 """What a command (or a source-reported transition) does to an incident: pure, clock-free.
 
-`evaluate` checks, in order: the incident exists, the actor's roles allow the verb (commands
-only; a source acts with its own authority), `expectedSeq`, then the state machine
-(`lifecycle.decide`). An applied verb yields the incident's next state; the lifecycle columns
+`evaluate` checks, in order: the command's time is not in the future (`not_after`, the worker's
+clock plus the allowed skew, passed in), the incident exists, the command is not older than the
+incident's first signal, the actor's roles allow the verb (commands only; a source acts with its
+own authority), `expectedSeq`, then the state machine (`lifecycle.decide`). An applied verb yields the incident's next state; the lifecycle columns
 take the command's `issuedAt` (or the source's event time).
 """
 
@@ -43,9 +44,15 @@ def evaluate(
     rationale: str | None = None,
     severity: str | None = None,
     expected_seq: int | None = None,
+    not_after: datetime | None = None,
 ) -> Evaluation:
+    if cause == "command" and not_after is not None and at > not_after:
+        return Evaluation("rejected", Refusal.ISSUED_IN_FUTURE)
     if state is None:
         return Evaluation("rejected", Refusal.UNKNOWN_INCIDENT)
+    if cause == "command" and at < state.first_seen_at:
+        # Its lifecycle times would precede the incident (a negative time to acknowledge).
+        return Evaluation("rejected", Refusal.ISSUED_BEFORE_INCIDENT)
     try:
         action = Verb(verb)
     except ValueError:

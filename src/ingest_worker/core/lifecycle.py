@@ -58,6 +58,10 @@ class Refusal(StrEnum):
     NOT_AUTHORIZED = "not_authorized"
     STALE = "stale"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    #: `issuedAt` before the incident's first signal (`first_seen_at`).
+    ISSUED_BEFORE_INCIDENT = "issued_before_incident"
+    #: `issuedAt` later than the worker's clock, when it read the command, plus the allowed skew.
+    ISSUED_IN_FUTURE = "issued_in_future"
 
 
 Cause = Literal["command", "signal", "source"]

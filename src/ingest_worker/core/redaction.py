@@ -1,5 +1,8 @@
 """Secret redaction: values under secret-looking keys and credential-looking text → `[REDACTED]`.
 
+Keys are text too: a credential used as a mapping key (a token as a label name) is replaced in
+the key as well.
+
 Everything stored, published or logged about a signal goes through here first, so that evidence
 keeps references, never secrets. Pure and deterministic: the same value always redacts the same way.
 
@@ -9,6 +12,8 @@ ordinary text), so a clean signal costs a few microseconds; the regexes run only
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -50,8 +55,9 @@ _CREDENTIAL: Final = re.compile(
             # GitHub tokens: classic (ghp_, gho_, ghs_, ghu_, ghr_) and fine-grained (github_pat_).
             r"\bgh[pousr]_[A-Za-z0-9]{20,255}\b",
             r"\bgithub_pat_[A-Za-z0-9_]{20,255}",
-            # JSON Web Tokens: base64url header starting with `{"`, payload, optional signature.
-            r"\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*",
+            # JSON Web Tokens: base64url header starting with `{"`, payload, optional signature
+            # (each part may keep its `=` padding). Other header forms: `_LOOSE_JWT`.
+            r"\beyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]*={0,2}",
             # Slack, Stripe, npm, Google API keys.
             r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
             r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
@@ -66,6 +72,30 @@ _CREDENTIAL: Final = re.compile(
     ),
     re.DOTALL | re.ASCII,
 )
+
+#: JWTs whose header is JSON with whitespace after its `{` (`{ "` → `eyAi`, `{ ` then a space, a
+#: tab or a line break → `eyAg` / `eyAJ` / `eyAK` / `eyAN`, `{\n` → `ewo`, `{\r` → `ew0`, `{\t` →
+#: `ewk`): redacted only when the header decodes to `{`, whitespace, then `"`.
+_LOOSE_JWT: Final = re.compile(
+    r"\be(?:yA[igKNJ]|w[o0k])[A-Za-z0-9_-]{2,}={0,2}"
+    r"\.[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]*={0,2}",
+    re.ASCII,
+)
+
+#: AWS access key ids alone (the context of a secret access key).
+_AWS_KEY_ID: Final = re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", re.ASCII)
+#: An AWS secret access key: 40 base64 characters standing alone, both cases and a digit or
+#: `/` or `+` (a hex digest has one case; a base64 digest ends with `=`). Redacted only near an
+#: access key id or the word `secret` (`_AWS_SECRET_NEAR` characters either side).
+_AWS_SECRET: Final = re.compile(
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[A-Z])"
+    r"(?=[A-Za-z0-9/+]{0,39}[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+    re.ASCII,
+)
+_AWS_SECRET_CONTEXT: Final = re.compile(
+    r"(?i:secret)|\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", re.ASCII
+)
+_AWS_SECRET_NEAR: Final = 120
 
 #: `scheme://user:password@host` → `scheme://[REDACTED]@host` (the user part may be a token too).
 _URL_CREDENTIALS: Final = re.compile(r"(?<=://)[^\s/@:]+:[^\s/@]+(?=@)")
@@ -91,7 +121,8 @@ _RAW_HINT_GROUPS: Final = (
     re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|Iza)"),  # AWS key ids, Google API keys
     re.compile(r"g(?:h[pousr]_|ithub_pat_)"),  # GitHub tokens
 )
-_RAW_HINTS: Final = ("-----BEGIN", "eyJ", "xox", "k_live_", "k_test_", "npm_")
+_RAW_HINT_GROUPS_JWT: Final = re.compile(r"e(?:yJ|yA[igKNJ]|w[o0k])")  # JWT headers (_LOOSE_JWT)
+_RAW_HINTS: Final = ("-----BEGIN", "xox", "k_live_", "k_test_", "npm_")
 #: Checked in the lowercased text stripped of `_-. `; each covers secret keys, assignment names or
 #: HTTP schemes (`pass` covers password, passwd, passphrase; `auth` covers authorization).
 _FOLDED_HINT_GROUP: Final = re.compile(r"p(?:ass|wd|rivatekey)")
@@ -137,6 +168,8 @@ def may_contain_secrets(text: str) -> bool:
     for group in _RAW_HINT_GROUPS:
         if group.search(text) is not None:
             return True
+    if _RAW_HINT_GROUPS_JWT.search(text) is not None:
+        return True
     for hint in _RAW_HINTS:
         if hint in text:
             return True
@@ -162,10 +195,47 @@ def redact_text(text: str) -> str:
     """`text` with every credential-looking substring replaced by `[REDACTED]`; the rest is kept."""
     if not may_contain_secrets(text):
         return text
+    text = _redact_aws_secrets(text)  # first: its context, the access key id, goes next
     text = _CREDENTIAL.sub(REDACTED, text)
+    if "e" in text:
+        text = _LOOSE_JWT.sub(_redact_loose_jwt, text)
     if "://" in text:
         text = _URL_CREDENTIALS.sub(REDACTED, text)
     return _ASSIGNMENT.sub(_redact_assignment, text)
+
+
+def _aws_secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` holds an AWS secret access key (40 base64 characters in its context)."""
+    if _AWS_SECRET_CONTEXT.search(text) is None:
+        return []
+    spans = []
+    for match in _AWS_SECRET.finditer(text):
+        start, end = match.span()
+        window = text[max(0, start - _AWS_SECRET_NEAR) : end + _AWS_SECRET_NEAR]
+        if _AWS_SECRET_CONTEXT.search(window) is not None:
+            spans.append((start, end))
+    return spans
+
+
+def _redact_aws_secrets(text: str) -> str:
+    spans = _aws_secret_spans(text)
+    for start, end in reversed(spans):
+        text = text[:start] + REDACTED + text[end:]
+    return text
+
+
+def _is_jwt_header(match: re.Match[str]) -> bool:
+    """Whether the first part of a `_LOOSE_JWT` match decodes to `{`, whitespace, then `"`."""
+    part = match.group(0).split(".", 1)[0].rstrip("=")
+    try:
+        header = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return header.startswith(b"{") and header[1:].lstrip(b" \t\r\n").startswith(b'"')
+
+
+def _redact_loose_jwt(match: re.Match[str]) -> str:
+    return REDACTED if _is_jwt_header(match) else match.group(0)
 
 
 #: In identifiers, `:` separates the parts of a key (`runner:<runId>:<step>:<conclusion>`), so
@@ -185,7 +255,9 @@ def identifier_holds_credential(text: str) -> bool:
     """
     if not may_contain_secrets(text):
         return False
-    if _CREDENTIAL.search(text) is not None:
+    if _CREDENTIAL.search(text) is not None or _aws_secret_spans(text):
+        return True
+    if any(_is_jwt_header(match) for match in _LOOSE_JWT.finditer(text)):
         return True
     if "://" in text and _URL_CREDENTIALS.search(text) is not None:
         return True
@@ -219,12 +291,19 @@ def redact(value: Any) -> Any:
     - Every other string has its credential-looking substrings replaced (see `redact_text`).
     - A `{"name": <secret-looking>, "value": …}` pair (environment variables, ECS overrides,
       tags; also `Name` / `key` / `Key` and `Value`) has its value redacted the same way.
+    - A key holding a credential (a token as a label name) has it replaced like any text; should
+      two keys then read the same, the later ones get ` (2)`, ` (3)`, … so that no entry is lost.
     - Mappings become dicts, lists and tuples become lists; other scalars are returned as they are.
     """
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        result = {key: _redact_entry(key, item) for key, item in value.items()}
+        result: dict[Any, Any] = {}
+        for key, item in value.items():
+            redacted = _redact_entry(key, item)
+            if isinstance(key, str) and (clean := _redact_key(key)) != key:
+                key = _unique_key(clean, result, value)
+            result[key] = redacted
         if _names_a_secret(value):
             for key in _PAIR_VALUE_KEYS:
                 item = result.get(key)
@@ -234,6 +313,18 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(item) for item in value]
     return value
+
+
+_redact_key: Final = lru_cache(maxsize=4096)(redact_text)
+
+
+def _unique_key(key: str, taken: dict[Any, Any], original: dict[Any, Any]) -> str:
+    """`key`, or `key (n)` with the smallest n ≥ 2 that neither mapping uses."""
+    candidate, number = key, 1
+    while candidate in taken or candidate in original:
+        number += 1
+        candidate = f"{key} ({number})"
+    return candidate
 
 
 _PAIR_NAME_KEYS: Final = ("name", "Name", "key", "Key")

@@ -136,6 +136,9 @@ class Command:
     note: str | None = None
     severity: Severity | None = None
     expected_seq: int | None = None
+    #: The latest `issued_at` accepted: the worker's clock when it read the command plus the
+    #: allowed skew (set by the consumer; None: no such check). Not part of the content.
+    not_after: datetime | None = None
 
     @property
     def evidence(self) -> tuple[EvidenceInput, ...]:

@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -183,6 +183,7 @@ class BatchProcessor:
         stopping: asyncio.Event,
         on_fault: Callable[[bool], None] | None = None,
         on_events_written: Callable[[], None] | None = None,
+        command_max_future_skew_seconds: float | None = None,
     ) -> None:
         """`on_events_written()`: a transaction that wrote events committed (the outbox
         publisher can start on them; the dead letters and the offset commit still follow)."""
@@ -195,6 +196,11 @@ class BatchProcessor:
         self._stopping = stopping
         self._on_fault = on_fault
         self._on_events_written = on_events_written
+        self._command_skew = (
+            None
+            if command_max_future_skew_seconds is None
+            else timedelta(seconds=command_max_future_skew_seconds)
+        )
 
     def _count_commands(self, result: BatchResult) -> None:
         for change in result.transitions:
@@ -206,7 +212,11 @@ class BatchProcessor:
             if change.to_resolve is not None:
                 self._metrics.time_to_resolve.observe(change.to_resolve)
         for item in result.commands:
-            self._metrics.commands.labels(type=item.verb, outcome=item.outcome).inc()
+            # Decisions only: a redelivered command republishes its stored outcome, counted apart.
+            counter = (
+                self._metrics.commands_republished if item.republished else self._metrics.commands
+            )
+            counter.labels(type=item.verb, outcome=item.outcome).inc()
             _log_command(item)
 
     def _backoff(self) -> Backoff:
@@ -243,6 +253,14 @@ class BatchProcessor:
                     )
                 )
             applied = [item for item in mapped if not isinstance(item, RejectedPart)]
+            if self._command_skew is not None and any(isinstance(i, Command) for i in applied):
+                # The worker's clock bounds a command's time: the one rule that reads it, and
+                # its outcome is stored in the receipt, so a redelivery is never decided again.
+                not_after = datetime.now(UTC) + self._command_skew
+                applied = [
+                    replace(item, not_after=not_after) if isinstance(item, Command) else item
+                    for item in applied
+                ]
             if not applied:
                 ignored.append(index)
             inputs.extend((index, item) for item in applied)

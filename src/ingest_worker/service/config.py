@@ -78,6 +78,15 @@ class Settings(_SourceTopics):
         description="JSON file mapping command verbs to the roles allowed to use them; verbs "
         "left out keep the default policy.",
     )
+    command_max_future_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "How far a command's `issuedAt` may be ahead of the worker's clock, in seconds; a "
+            "command issued later than that is rejected with reason `issued_in_future`."
+        ),
+    )
     topic_incident_events: str = Field(
         default="incident.events", description="Topic of the incident events (CloudEvents)."
     )

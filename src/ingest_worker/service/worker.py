@@ -150,6 +150,7 @@ class Worker:
             stopping=self.stopping,
             on_fault=lambda active: self.health.set_fault("pipeline", active),
             on_events_written=self._wake_outbox,
+            command_max_future_skew_seconds=s.command_max_future_skew_seconds,
         )
         self.consumer = self.build_consumer(processor)
         self.broker = build_broker(s, graceful_timeout=s.shutdown_grace_seconds * 0.6)

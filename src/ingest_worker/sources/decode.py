@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ingest_worker.core.errors import InvalidSignal, RejectReason
 from ingest_worker.core.redaction import any_identifier_holds_credential, redact_text
 from ingest_worker.core.values import (
+    Command,
     IncidentInput,
     Recovery,
     RejectedPart,
@@ -230,9 +231,14 @@ def _refuse_credentials_in_identifiers(item: SignalEffect) -> None:
 
     Redacting them would merge unrelated incidents under one `[REDACTED]` key, so a signal whose
     identifier looks like a credential (a token as deployId, `password=…` as a step name) is
-    refused instead: SCHEMA_VIOLATION, and the message names no value.
+    refused instead: SCHEMA_VIOLATION, and the message names no value. A command's identity
+    fields likewise (commandId, actor id, roles, target key): redacting them would change who
+    acted, or merge distinct commands under one idempotency key.
     """
     parts: list[str]
+    if isinstance(item, Command):
+        _refuse_credentials_in_command(item)
+        return
     if isinstance(item, IncidentInput):
         parts = [item.incident_key, item.source_primary.ref, *item.correlation_keys]
         if item.env is not None:
@@ -256,3 +262,21 @@ def _refuse_credentials_in_identifiers(item: SignalEffect) -> None:
             "an identifier field (env, ids, names, ARNs) holds a value that looks like a "
             "credential; identifiers are stored and published, so the signal is refused",
         )
+
+
+def _refuse_credentials_in_command(item: Command) -> None:
+    """Each identity field on its own, so that the message can name the field (not the value)."""
+    fields = {
+        "commandId": [item.command_id],
+        "actor.id": [item.actor_id],
+        "actor.roles": list(item.roles),
+        "incidentKey": [item.incident_key] if item.incident_key is not None else [],
+    }
+    if not any_identifier_holds_credential(part for parts in fields.values() for part in parts):
+        return
+    named = [name for name, parts in fields.items() if any_identifier_holds_credential(parts)]
+    raise _invalid(
+        RejectReason.SCHEMA_VIOLATION,
+        f"{', '.join(named)}: looks like a credential; a command's identity fields are stored, "
+        "published and logged as they are, so the command is refused",
+    )

@@ -203,7 +203,7 @@ async def apply_commands(
                 state, item.verb, at=item.issued_at, cause="command", roles=item.roles,
                 policy=policy, rationale=item.rationale,
                 severity=item.severity.value if item.severity else None,
-                expected_seq=item.expected_seq,
+                expected_seq=item.expected_seq, not_after=item.not_after,
             )  # fmt: skip
             event_id: str | None = None
             after = decision.after
