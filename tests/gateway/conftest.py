@@ -21,9 +21,9 @@ from pydantic import SecretStr
 
 from ingest_worker.service.config import Settings, topic_field
 from ingest_worker.service.gateway import GatewayServer, GatewaySettings
-from ingest_worker.service.gateway.auth import SignatureScheme
 from ingest_worker.service.gateway.settings import RateLimit
 from ingest_worker.sources.registry import SOURCES
+from ingest_worker.sources.signatures import SignatureScheme
 from tests.conftest import ServiceEndpoints
 
 TOKEN_OLD = "tok-deploy-old-7f3a9c"

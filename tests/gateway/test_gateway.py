@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from typing import Any
 
@@ -240,13 +241,14 @@ async def test_grafana_signatures_and_basic_auth(gateway: RunningGateway) -> Non
     path = "/v1/signals/grafana"
     signed = {**JSON, "X-Grafana-Alerting-Signature": _sign(HMAC_NEW, body)}
     assert (await post(gateway, path, body, signed)).status_code == 202
+    now = str(int(time.time()))
     timed = {
         **JSON,
-        "X-Grafana-Alerting-Timestamp": "1764000000",
-        "X-Grafana-Alerting-Signature": _sign(HMAC_OLD, b"1764000000:" + body),
+        "X-Grafana-Alerting-Timestamp": now,
+        "X-Grafana-Alerting-Signature": _sign(HMAC_OLD, now.encode() + b":" + body),
     }
     assert (await post(gateway, path, body, timed)).status_code == 202
-    replayed = {**timed, "X-Grafana-Alerting-Timestamp": "1764000001"}
+    replayed = {**timed, "X-Grafana-Alerting-Timestamp": str(int(now) + 1)}
     assert (await post(gateway, path, body, replayed)).status_code == 401
     wrong = {**JSON, "X-Grafana-Alerting-Signature": _sign("other", body)}
     assert (await post(gateway, path, body, wrong)).status_code == 401
@@ -483,7 +485,11 @@ async def test_enqueue_refusals_speak_pagerduty(gateway: RunningGateway) -> None
         answer = response.json()
         assert answer["status"] == word and answer["message"] and answer["errors"]
         assert TOKEN_PAGERDUTY not in response.text
+    # Without a credential in its headers, a body without a readable routing key is refused
+    # as unauthenticated, saying nothing of its validity; with one, it is an invalid event.
     response = await post(gateway, "/v2/enqueue", b"{oops", JSON)
+    assert response.status_code == 401 and response.json()["status"] == "unauthorized"
+    response = await post(gateway, "/v2/enqueue", b"{oops", bearer(TOKEN_PAGERDUTY))
     assert response.status_code == 400 and response.json()["status"] == "invalid event"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest_worker.core.values import IncidentInput, SignalEffect
+from ingest_worker.sources.signatures import SignatureScheme
 from ingest_worker.sources.wire import Signal
 
 #: A pure, deterministic mapper: a validated payload → its effects (incident triggers,
@@ -51,6 +52,8 @@ class Source:
     summary: str
     shapes: tuple[Shape, ...]
     error_codes: tuple[str, ...] = ()
+    #: How its senders sign their bodies, when they do (the gateway checks it).
+    signature: SignatureScheme | None = None
 
     @property
     def external(self) -> bool:

@@ -170,6 +170,14 @@ def decode_record(
     `detail-type` or `detail` is an EventBridge event, else the seed shape; on `runner` a value
     with `workflow_job` is a GitHub webhook payload, else the seed shape.
     """
+    return decode_object(source, parse_object(value, max_bytes=max_bytes))
+
+
+def parse_object(value: bytes | None, *, max_bytes: int) -> dict[str, Any]:
+    """The JSON object of a record value: `decode_record`'s checks before the source's own.
+
+    Raises InvalidSignal: EMPTY_VALUE, TOO_LARGE, INVALID_ENCODING, INVALID_JSON,
+    SCHEMA_VIOLATION (not an object, numbers out of range)."""
     if not value:
         raise _invalid(RejectReason.EMPTY_VALUE, "the record has no value")
     if len(value) > max_bytes:
@@ -198,6 +206,11 @@ def decode_record(
             RejectReason.INVALID_JSON if exc.problem == "depth" else RejectReason.SCHEMA_VIOLATION
         )
         raise _invalid(reason, str(exc)) from None
+    return data
+
+
+def decode_object(source: Source | str, data: dict[str, Any]) -> Inputs:
+    """The incident inputs of a JSON object of `source` (parsed by `parse_object`)."""
     found = source_named(source) if isinstance(source, str) else source
     if found is None:
         raise _invalid(RejectReason.UNMAPPABLE, "no decoder for this signal kind")

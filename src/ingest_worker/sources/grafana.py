@@ -33,6 +33,7 @@ from ingest_worker.sources.alert_groups import (
     map_alert_group,
 )
 from ingest_worker.sources.contract import Shape, Source
+from ingest_worker.sources.signatures import GRAFANA_SIGNATURE
 from ingest_worker.sources.wire import Id64, Ref
 
 NAME: Final = "grafana"
@@ -100,6 +101,7 @@ SOURCE: Final = Source(
     setting="grafana",
     summary="Grafana alerting webhook notifications (version 1): one signal per alert.",
     error_codes=ERROR_CODES,
+    signature=GRAFANA_SIGNATURE,
     shapes=(
         Shape(
             "webhook_v1",

@@ -60,6 +60,7 @@ from ingest_worker.core.values import (
 )
 from ingest_worker.sources.building import SignalPayload, build_incident, evidence, pick
 from ingest_worker.sources.contract import Shape, Source
+from ingest_worker.sources.signatures import PAGERDUTY_SIGNATURE
 from ingest_worker.sources.times import ToolTimestamp
 from ingest_worker.sources.wire import (
     MAX_ITEMS,
@@ -465,6 +466,7 @@ SOURCE: Final = Source(
     setting="pagerduty",
     summary="PagerDuty Webhooks v3 incident events and Events API v2 events.",
     error_codes=ERROR_CODES,
+    signature=PAGERDUTY_SIGNATURE,
     shapes=(
         Shape(
             "webhook_v3",

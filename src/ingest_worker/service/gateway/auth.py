@@ -1,92 +1,48 @@
-"""Authentication of a request for one source: bearer tokens, basic auth, HMAC signatures.
+"""Authentication of an ingest request, from its headers before any body byte is read.
 
-Every comparison is `hmac.compare_digest`, over every candidate (no early exit). Nothing here
-logs or returns a presented credential.
+`from_headers` decides from the headers alone: accepted (a bearer token or basic credential,
+with the principal it is bound to), refused (401/403), or pending a body-borne proof — a
+signature of the source's scheme (`Source.signature`) whose secret is configured and whose
+timestamp, when the scheme has one, is fresh; or a PagerDuty routing key where the route takes
+one. Only then is the body read (within the size limit and the body deadline), and the proof
+checked on it. Nothing here logs or returns a presented credential; every comparison is
+`hmac.compare_digest` over every candidate.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 
-from ingest_worker.service.gateway.settings import CredentialStore, SourceCredentials
-
-
-class Verdict(Enum):
-    ACCEPTED = "accepted"
-    #: No credential configured for the source, and the gateway is in dev mode.
-    UNAUTHENTICATED_DEV = "unauthenticated_dev"
-    #: No credential configured for the source: fail closed.
-    NOT_CONFIGURED = "not_configured"
-    MISSING = "missing"
-    INVALID = "invalid"
-    #: A valid credential of another source.
-    FORBIDDEN = "forbidden"
-
-
-def _matches(candidates: Iterable[bytes], presented: bytes) -> bool:
-    found = False
-    for candidate in candidates:
-        found |= hmac.compare_digest(candidate, presented)
-    return found
-
-
-def _sign(secret: bytes, message: bytes) -> str:
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+from ingest_worker.service.gateway.credentials import (
+    CredentialStore,
+    SourceCredentials,
+    source_principal,
+)
+from ingest_worker.service.gateway.principal import Principal, bearer_token, dev_principal
+from ingest_worker.service.gateway.problems import Problem
+from ingest_worker.service.gateway.refusals import Refusal, unauthorized
+from ingest_worker.sources.signatures import SignatureScheme
 
 
 @dataclass(frozen=True, slots=True)
-class SignatureScheme:
-    """How one sender signs its bodies: the header, and how its value is checked."""
+class Pending:
+    """What the body must prove: `scheme` (with the presented signature and timestamp), or a
+    routing key (`routing_key`)."""
 
-    header: str
-    check: Callable[[Iterable[bytes], str, bytes, Mapping[str, str]], bool]
-
-
-def _pagerduty(secrets: Iterable[bytes], value: str, body: bytes, _: Mapping[str, str]) -> bool:
-    """`X-PagerDuty-Signature: v1=<hex>[,v1=<hex>…]` (several while a secret rotates)."""
-    presented = [
-        part.strip()[3:].lower().encode()
-        for part in value.split(",")
-        if part.strip().startswith("v1=")
-    ]
-    found = False
-    for secret in secrets:
-        expected = _sign(secret, body).encode()
-        for signature in presented:
-            found |= hmac.compare_digest(expected, signature)
-    return found
+    source: str
+    scheme: SignatureScheme | None = None
+    signature: str = ""
+    timestamp: str | None = None
+    routing_key: bool = False
 
 
-def grafana_scheme(timestamp_header: str) -> SignatureScheme:
-    """`X-Grafana-Alerting-Signature: <hex>` of the body, or of `<timestamp>:<body>` when
-    Grafana is configured with a timestamp header."""
-
-    def check(
-        secrets: Iterable[bytes], value: str, body: bytes, headers: Mapping[str, str]
-    ) -> bool:
-        timestamp = headers.get(timestamp_header.lower())
-        message = body if timestamp is None else timestamp.encode() + b":" + body
-        presented = value.strip().lower().encode()
-        found = False
-        for secret in secrets:
-            found |= hmac.compare_digest(_sign(secret, message).encode(), presented)
-        return found
-
-    return SignatureScheme("x-grafana-alerting-signature", check)
-
-
-PAGERDUTY_SIGNATURE = SignatureScheme("x-pagerduty-signature", _pagerduty)
-
-
-def default_schemes(grafana_timestamp_header: str) -> dict[str, SignatureScheme]:
-    """The senders that sign, by source name."""
-    return {"pagerduty": PAGERDUTY_SIGNATURE, "grafana": grafana_scheme(grafana_timestamp_header)}
+#: The verdict of the headers: the principal, or what the body must prove.
+HeaderVerdict = Principal | Pending
 
 
 def _basic(value: str) -> bytes | None:
@@ -96,66 +52,126 @@ def _basic(value: str) -> bytes | None:
         return None
 
 
-def _header_accepted(creds: SourceCredentials, authorization: str) -> bool:
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return _matches(creds.tokens, value.strip().encode())
-    if scheme.lower() == "basic":
-        decoded = _basic(value)
-        return decoded is not None and _matches(creds.basic, decoded)
-    return False
+def _any(candidates: tuple[bytes, ...], presented: bytes) -> bool:
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(candidate, presented)
+    return found
 
 
-class Authenticator:
+class IngestAuthenticator:
     def __init__(
         self,
         store: CredentialStore,
         *,
         dev: bool,
         schemes: Mapping[str, SignatureScheme],
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.dev = dev
         self.schemes = dict(schemes)
+        self.max_age_seconds = max_age_seconds
+        self.clock = clock
 
-    def check(
-        self,
-        source: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        tokens: Iterable[str] = (),
-    ) -> Verdict:
-        """The verdict for a request for `source` (`headers` with lower-case names).
+    def from_headers(
+        self, source: str, headers: Mapping[str, str], *, routing_key: bool = False
+    ) -> HeaderVerdict:
+        """The principal or the pending proof of a request for `source`; raises Refusal.
 
-        `tokens`: credentials carried in the body (the routing key of a PagerDuty event).
-        Any one valid credential is enough.
+        `headers` with lower-case names. Any one valid credential is enough.
         """
+        if not self.store.ingests(source):
+            if not self.dev:
+                raise unauthorized(
+                    f"no credentials are configured for source {source}: refused (fail closed)"
+                )
+            try:
+                return dev_principal(headers)
+            except Problem as problem:
+                raise Refusal(problem.status, problem.reason, problem.detail) from None
         creds = self.store.of(source)
-        if creds.empty:
-            return Verdict.UNAUTHENTICATED_DEV if self.dev else Verdict.NOT_CONFIGURED
-        presented = False
-        accepted = False
-        authorization = headers.get("authorization")
-        if authorization:
-            presented = True
-            accepted |= _header_accepted(creds, authorization)
-        body_tokens = [t.encode() for t in tokens if t]
-        for token in body_tokens:
-            presented = True
-            accepted |= _matches(creds.tokens, token)
+        failure: Refusal | None = None
+        if headers.get("authorization"):
+            verdict = self._authorization(source, creds, headers)
+            if isinstance(verdict, Principal):
+                return verdict
+            failure = verdict
+        pending = self._signature(source, creds, headers)
+        if pending is not None:
+            return pending
+        if routing_key and failure is None and self.store.takes_tokens(source):
+            return Pending(source, routing_key=True)
+        raise failure or unauthorized(
+            "credentials required (bearer token, basic auth or signature)"
+        )
+
+    def _authorization(
+        self, source: str, creds: SourceCredentials, headers: Mapping[str, str]
+    ) -> Principal | Refusal:
+        token = bearer_token(headers)
+        if token is not None:
+            bindings = self.store.bindings_of(token)
+            for binding in bindings:
+                if binding.ingests(source):
+                    return binding.principal
+            if bindings:
+                return Refusal(
+                    403, "forbidden", f"these credentials are not valid for source {source}"
+                )
+            return unauthorized("invalid credentials")
+        scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
+        pair = _basic(value) if scheme.lower() == "basic" else None
+        if pair is None:
+            return unauthorized("invalid credentials")
+        if _any(creds.basic, pair):
+            return source_principal(source)
+        if self.store.others_accept_basic(source, pair):
+            return Refusal(403, "forbidden", f"these credentials are not valid for source {source}")
+        return unauthorized("invalid credentials")
+
+    def _signature(
+        self, source: str, creds: SourceCredentials, headers: Mapping[str, str]
+    ) -> Pending | None:
         scheme = self.schemes.get(source)
         signature = headers.get(scheme.header) if scheme is not None else None
-        if scheme is not None and signature:
-            presented = True
-            accepted |= bool(creds.hmac) and scheme.check(creds.hmac, signature, body, headers)
-        if accepted:
-            return Verdict.ACCEPTED
-        if not presented:
-            return Verdict.MISSING
-        for other in self.store.others(source):
-            if (authorization and _header_accepted(other, authorization)) or any(
-                _matches(other.tokens, token) for token in body_tokens
-            ):
-                return Verdict.FORBIDDEN
-        return Verdict.INVALID
+        if scheme is None or not signature or not creds.hmac:
+            return None
+        timestamp = headers.get(scheme.timestamp_header) if scheme.timestamp_header else None
+        if timestamp is not None and not self._fresh(timestamp):
+            raise unauthorized(
+                f"the signed timestamp is not within {self.max_age_seconds:g} s of now: refused "
+                "(a replayed or delayed request)",
+                "stale_signature",
+            )
+        return Pending(source, scheme, signature, timestamp)
+
+    def _fresh(self, timestamp: str) -> bool:
+        try:
+            moment = float(int(timestamp.strip()))
+        except ValueError:
+            return False
+        if moment > 1e11:  # milliseconds since the epoch
+            moment /= 1000
+        return abs(self.clock() - moment) <= self.max_age_seconds
+
+    def verify(self, pending: Pending, body: bytes) -> Principal:
+        """The principal of a signed request once its body is read; raises Refusal."""
+        assert pending.scheme is not None
+        secrets = self.store.of(pending.source).hmac
+        if pending.scheme.verify(secrets, pending.signature, body, pending.timestamp):
+            return source_principal(pending.source)
+        raise unauthorized("invalid credentials")
+
+    def routing_key(self, source: str, key: object) -> Principal:
+        """The principal a routing key is bound to; raises Refusal."""
+        if not isinstance(key, str) or not key:
+            raise unauthorized("credentials required (routing_key or bearer token)")
+        bindings = self.store.bindings_of(key.encode())
+        for binding in bindings:
+            if binding.ingests(source):
+                return binding.principal
+        if bindings:
+            raise Refusal(403, "forbidden", f"this routing key is not valid for source {source}")
+        raise unauthorized("invalid credentials")

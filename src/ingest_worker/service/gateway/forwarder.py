@@ -93,7 +93,10 @@ class Forwarder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), PROBE_INTERVAL_SECONDS)
 
-    async def produce(self, topic: str, key: bytes | None, value: bytes) -> Acknowledged:
+    async def produce(
+        self, topic: str, key: bytes | None, value: bytes, *, tenant: str
+    ) -> Acknowledged:
+        """Produce with the `tenant` header (the worker reads the record's tenant from it)."""
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
@@ -108,7 +111,7 @@ class Forwarder:
             },
         ) as span:
             # The record carries this span's context: the worker's batch span continues it.
-            headers = tracing.inject_headers() or None
+            headers = [("tenant", tenant.encode()), *tracing.inject_headers()]
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.gateway.produce_timeout_seconds):

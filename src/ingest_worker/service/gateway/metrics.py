@@ -11,7 +11,8 @@ class GatewayMetrics:
         r = self.registry
         self.requests = Counter(
             "ingest_gateway_requests_total",
-            "Requests answered by the gateway, by source and HTTP status.",
+            "Requests answered by the gateway, by source and HTTP status (499: the client hung up "
+            "before its answer; 408: its body did not arrive in time).",
             ["source", "status"],
             registry=r,
         )
@@ -25,5 +26,11 @@ class GatewayMetrics:
             "ingest_gateway_request_bytes",
             "Request body bytes read, by source.",
             ["source"],
+            registry=r,
+        )
+        self.header_timeouts = Counter(
+            "ingest_gateway_header_timeouts_total",
+            "Connections answered 408 and closed because their request headers did not arrive "
+            "within the header deadline.",
             registry=r,
         )

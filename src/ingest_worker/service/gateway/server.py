@@ -13,12 +13,14 @@ import uvicorn
 from ingest_worker.service import telemetry
 from ingest_worker.service.config import Settings
 from ingest_worker.service.gateway.app import create_app
-from ingest_worker.service.gateway.auth import SignatureScheme
+from ingest_worker.service.gateway.connections import guarded_h11
+from ingest_worker.service.gateway.credentials import CredentialStore
 from ingest_worker.service.gateway.forwarder import Forwarder
 from ingest_worker.service.gateway.metrics import GatewayMetrics
-from ingest_worker.service.gateway.settings import CredentialStore, GatewaySettings
+from ingest_worker.service.gateway.settings import GatewaySettings
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.registry import SOURCES
+from ingest_worker.sources.signatures import SignatureScheme
 
 log = structlog.get_logger("ingest_worker.gateway")
 
@@ -66,6 +68,10 @@ class GatewayServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            http=guarded_h11(config.header_timeout_seconds, self.metrics.header_timeouts.inc),
+            limit_concurrency=config.limit_concurrency,
+            timeout_keep_alive=config.timeout_keep_alive_seconds,
+            h11_max_incomplete_event_size=config.max_header_bytes,
         )
         self._server = _Server(uvicorn_config)
         self._task: asyncio.Task[None] | None = None

@@ -6,17 +6,18 @@ gateway produces exactly where, and at most as large as, the worker consumes.
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest_worker.service.gateway.principal import TENANT_PATTERN
 
 #: Credentials under this name apply to every source.
 ANY_SOURCE = "*"
+#: The route groups a deployment may expose (`INGEST_GATEWAY_ROUTES`).
+ROUTE_GROUPS = ("ingest", "read", "console")
 
 
 class RateLimit(BaseModel):
@@ -24,6 +25,27 @@ class RateLimit(BaseModel):
 
     rate: float = Field(gt=0)
     burst: int = Field(ge=1)
+
+
+class PrincipalEntry(BaseModel):
+    """One bearer token of the credentials file, bound to a tenant, an actor, roles and scopes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr
+    tenant: str = Field(default="default", pattern=f"^{TENANT_PATTERN}$")
+    actor: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(default_factory=list)
+    scopes: list[Literal["ingest", "read", "command"]] = Field(min_length=1)
+    #: Scope `ingest` only for these sources (None: every source).
+    sources: list[str] | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("a token must not be empty")
+        return value
 
 
 class GatewaySettings(BaseSettings):
@@ -86,118 +108,65 @@ class GatewaySettings(BaseSettings):
         description="Create the signal topics at start-up when missing (errors are logged, "
         "not fatal).",
     )
+    principals: list[PrincipalEntry] = Field(
+        default_factory=list,
+        description="Bearer tokens bound to a tenant, an actor id, roles and scopes (ingest, "
+        "read, command), as a JSON list; the credentials file's `principals` are added to them.",
+    )
+    routes: str = Field(
+        default="ingest,read,console",
+        description="The route groups this gateway exposes, comma-separated, among ingest "
+        "(webhooks), read (the incident API) and console.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time a request body may take to arrive, from its first byte "
+        "awaited to its last; a slower body is answered 408 and counted.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time a connection may take, from its opening or its previous "
+        "answer, to send a request's line and headers; then it is answered 408 and closed.",
+    )
+    signature_max_age_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Freshness window of signed requests whose scheme carries a timestamp "
+        "(Grafana): a signature over a time further from now, either way, is refused with 401.",
+    )
+    limit_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        description="Most connections and requests served at once; beyond it the gateway "
+        "answers 503 at once instead of queueing.",
+    )
+    timeout_keep_alive_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="An idle keep-alive connection is closed after this many seconds.",
+    )
+    max_header_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        description="Largest request line plus headers accepted (the HTTP parser's limit).",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _known_routes(cls, value: str) -> str:
+        groups = [g.strip() for g in value.split(",") if g.strip()]
+        unknown = sorted(set(groups) - set(ROUTE_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown route groups {unknown}: choose among {list(ROUTE_GROUPS)}")
+        return ",".join(groups)
+
+    @property
+    def route_groups(self) -> frozenset[str]:
+        return frozenset(g for g in self.routes.split(",") if g)
 
     def rate_limit_of(self, source: str) -> RateLimit:
         return self.rate_limits.get(
             source, RateLimit(rate=self.rate_limit_per_second, burst=self.rate_limit_burst)
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SourceCredentials:
-    """What authenticates a request for one source, as bytes for `hmac.compare_digest`."""
-
-    tokens: tuple[bytes, ...] = ()
-    basic: tuple[bytes, ...] = ()
-    hmac: tuple[bytes, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not (self.tokens or self.basic or self.hmac)
-
-    def __add__(self, other: SourceCredentials) -> SourceCredentials:
-        return SourceCredentials(
-            self.tokens + other.tokens, self.basic + other.basic, self.hmac + other.hmac
-        )
-
-
-_KINDS = ("tokens", "basic_auth", "hmac_secrets")
-
-
-def _secret_values(table: dict[str, Any], kind: str) -> dict[str, list[bytes]]:
-    section = table.get(kind) or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"secrets file: {kind} must be an object of source → list")
-    result: dict[str, list[bytes]] = {}
-    for source, values in section.items():
-        items = values if isinstance(values, list) else [values]
-        secrets = []
-        for value in items:
-            text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"secrets file: {kind}.{source} must hold non-empty strings")
-            secrets.append(text.encode())
-        result[str(source)] = secrets
-    return result
-
-
-class CredentialStore:
-    """Per-source credentials from the settings and the secrets file (re-read when it changes)."""
-
-    def __init__(self, settings: GatewaySettings, *, recheck_seconds: float = 1.0) -> None:
-        self._settings = settings
-        self._recheck_seconds = recheck_seconds
-        self._base = {
-            kind: _secret_values({kind: getattr(settings, kind)}, kind) for kind in _KINDS
-        }
-        self._file_mtime: float | None = None
-        self._checked_at = 0.0
-        self._table: dict[str, SourceCredentials] = {}
-        self.reload_error: str | None = None
-        self._rebuild({})
-        self._maybe_reload(force=True)
-
-    def _rebuild(self, from_file: dict[str, dict[str, list[bytes]]]) -> None:
-        names = {n for kind in _KINDS for n in (*self._base[kind], *from_file.get(kind, {}))}
-        table = {}
-        for name in names:
-            parts = [
-                tuple(self._base[kind].get(name, [])) + tuple(from_file.get(kind, {}).get(name, []))
-                for kind in _KINDS
-            ]
-            table[name] = SourceCredentials(*parts)
-        self._table = table
-
-    def _maybe_reload(self, *, force: bool = False) -> None:
-        path = self._settings.secrets_file
-        if path is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._checked_at < self._recheck_seconds:
-            return
-        self._checked_at = now
-        mtime = path.stat().st_mtime
-        if not force and mtime == self._file_mtime:
-            return
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("secrets file: the top level must be a JSON object")
-        self._rebuild({kind: _secret_values(data, kind) for kind in _KINDS})
-        self._file_mtime = mtime
-
-    def reload(self) -> None:
-        """Re-read the secrets file now (on SIGHUP, or in tests)."""
-        self._maybe_reload(force=True)
-
-    def _refresh(self) -> None:
-        try:
-            self._maybe_reload()
-        except (OSError, ValueError) as exc:  # keep serving with the credentials last read
-            self.reload_error = f"{type(exc).__name__}: {exc}"
-        else:
-            self.reload_error = None
-
-    def of(self, source: str) -> SourceCredentials:
-        """The credentials a request for `source` may present (its own and those of `*`)."""
-        self._refresh()
-        empty = SourceCredentials()
-        return self._table.get(source, empty) + self._table.get(ANY_SOURCE, empty)
-
-    def others(self, source: str) -> list[SourceCredentials]:
-        """The credentials of every other source (to tell 403 from 401)."""
-        self._refresh()
-        return [c for name, c in self._table.items() if name not in (source, ANY_SOURCE)]
-
-    def unprotected(self, sources: list[str]) -> list[str]:
-        """The sources among `sources` without any credential (refused unless in dev mode)."""
-        return [s for s in sources if self.of(s).empty]
