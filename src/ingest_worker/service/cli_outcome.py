@@ -150,7 +150,7 @@ def _hint(verb: str, outcome: Mapping[str, Any], policy: Mapping[Verb, frozenset
         return f"no incident {target!r}: give a key or id as `ingest-worker incidents` lists them"
     if reason == Refusal.TRANSITION_NOT_ALLOWED:
         return (
-            f"{name} does not apply to a {outcome.get('status')} incident "
+            f"{name} does not apply to an incident that is {outcome.get('status')} "
             f"(see `ingest-worker timeline {target}`)"
         )
     if reason == Refusal.NOT_AUTHORIZED:

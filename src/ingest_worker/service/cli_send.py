@@ -128,7 +128,8 @@ async def _publish(settings: Settings, topic: str, values: list[bytes], *, quiet
     from ingest_worker.service.kafka_clients import make_producer
 
     async with started(make_producer(settings), settings) as producer:
-        with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
+        shown = not quiet and sys.stderr.isatty()  # a progress bar only where someone watches
+        with Progress(console=Console(stderr=True), disable=not shown, transient=True) as progress:
             task = progress.add_task(f"sending to {topic}", total=len(values))
             futures = []
             for value in values:
