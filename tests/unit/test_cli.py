@@ -17,7 +17,8 @@ from ingest_worker.service.cli_dead_letters import dead_letter, text_lines
 from ingest_worker.service.cli_errors import UsageError
 from ingest_worker.service.cli_outcome import Answer, describe_outcome
 from ingest_worker.service.cli_send import dead_letter_reason, summary
-from ingest_worker.service.embedded import DevAddressError, dev_addresses
+from ingest_worker.service.config import Settings
+from ingest_worker.service.dev_addresses import DevAddressError, dev_addresses
 from ingest_worker.sources.registry import source_named
 
 # --- dev addresses ------------------------------------------------------------------------------
@@ -204,3 +205,16 @@ def test_incident_items_carry_rfc3339_utc_times() -> None:
     assert item["firstSeenAt"] == "2026-01-01T00:00:00Z"
     assert item["lastSeenAt"] == "2026-01-01T00:00:00.25Z"
     assert set(item) >= {"incidentKey", "title", "env", "source", "acknowledgedAt", "resolvedAt"}
+
+
+def test_a_command_the_worker_would_refuse_is_refused_before_publishing() -> None:
+    from ingest_worker.service.cli_lifecycle import _check, command_message
+
+    for bad in (["--expected-seq", "0"], ["--timeout", "0"], ["--timeout", "soon"]):
+        with pytest.raises(UsageError):
+            cli.build_parser().parse_args(["acknowledge", "k", *bad])
+    args = cli.build_parser().parse_args(["annotate", "k", "--actor", "a", "--note", "n" * 20_000])
+    with pytest.raises(UsageError, match="the worker would refuse this command"):
+        _check(command_message(args, "annotate"), Settings())
+    fine = cli.build_parser().parse_args(["annotate", "k", "--actor", "a", "--note", "ok"])
+    _check(command_message(fine, "annotate"), Settings())

@@ -2,7 +2,7 @@
 
 Errors are one sentence on stderr (exit 2 for usage, 1 for runtime failures), never a traceback:
 see `cli_errors`. With `--dev`, every command talks to the services of `ingest-worker dev` at the
-addresses `embedded.dev_addresses` decides for both.
+addresses `dev_addresses.dev_addresses` decides for both.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _settings(**overrides: Any) -> Settings:
     """Settings from the environment; with `--dev`, the `ingest-worker dev` addresses are the
     defaults (the one function that decides them for `dev` too)."""
     if _DEV:
-        from ingest_worker.service.embedded import dev_addresses
+        from ingest_worker.service.dev_addresses import dev_addresses
 
         dev = dev_addresses()
         overrides.setdefault("kafka_bootstrap_servers", dev.kafka_bootstrap_servers)
@@ -216,7 +216,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 def cmd_dev(_: argparse.Namespace) -> int:
     """Embedded PostgreSQL + broker on the dev ports, migrations, the worker and the gateway."""
-    from ingest_worker.service.embedded import dev_addresses, embedded_services
+    from ingest_worker.service.dev_addresses import dev_addresses
+    from ingest_worker.service.embedded import embedded_services
     from ingest_worker.service.gateway import GatewaySettings
     from ingest_worker.service.gateway.dev import curl_example, with_gateway
 
@@ -368,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         message, code = explain(exc)
         print(f"error: {message}", file=sys.stderr)

@@ -64,7 +64,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
     from aiokafka.errors import KafkaError
 
     from ingest_worker.core.lifecycle import PolicyError
-    from ingest_worker.service.embedded import DevAddressError, EmbeddedServiceError
+    from ingest_worker.service.dev_addresses import DevAddressError
+    from ingest_worker.service.embedded import EmbeddedServiceError
 
     if isinstance(exc, CliError):
         return exc.message, exc.code

@@ -109,6 +109,21 @@ def _who(args: argparse.Namespace, verb: Verb, settings: Settings) -> None:
         )
 
 
+def _check(message: dict[str, Any], settings: Settings) -> None:
+    """Refuse, before publishing, a command the worker would dead-letter (a note too long, an
+    unusable --command-id): it would never get an outcome."""
+    from ingest_worker.service.cli_send import dead_letter_reason
+    from ingest_worker.sources.commands import COMMANDS
+
+    value = json.dumps(message).encode()
+    refused = dead_letter_reason(COMMANDS, value, settings.max_message_bytes)
+    if refused is not None:
+        raise UsageError(
+            f"ingest-worker {command_name(message['type'])}: the worker would refuse this command "
+            f"({refused[0]}: {refused[1]}); fix the options and try again"
+        )
+
+
 def make_command(
     verb: str, settings_of: Callable[[], Settings]
 ) -> Callable[[argparse.Namespace], int]:
@@ -116,6 +131,7 @@ def make_command(
         settings = settings_of()
         _who(args, Verb(verb), settings)
         message = command_message(args, verb)
+        _check(message, settings)
         answer = asyncio.run(ask(settings, message, args.timeout))
         if answer.outcome is None:
             raise CliError(
@@ -211,6 +227,26 @@ def _add_verb_options(parser: argparse.ArgumentParser, verb: Verb) -> None:
         parser.add_argument("--rationale", help="why (optional); kept in the timeline")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _add_common_options(parser: argparse.ArgumentParser, dev_help: str) -> None:
     parser.add_argument("incident", help="incident id (uuid) or incident key (its newest episode)")
     parser.add_argument("--actor", help="who asks (actor.id); default: INGEST_ACTOR")
@@ -227,7 +263,7 @@ def _add_common_options(parser: argparse.ArgumentParser, dev_help: str) -> None:
     )
     parser.add_argument(
         "--expected-seq",
-        type=int,
+        type=_positive_int,
         metavar="SEQ",
         help="apply only if the incident's newest event is still #SEQ (else: rejected, stale)",
     )
@@ -236,7 +272,7 @@ def _add_common_options(parser: argparse.ArgumentParser, dev_help: str) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for the outcome (default 30)",
