@@ -138,3 +138,22 @@ async def test_dev_reads_the_database_on_the_dev_postgres_port(services: Service
     output = result.stdout + result.stderr
     assert "cannot reach PostgreSQL" not in output
     assert result.returncode in (0, 1) and ("hash chains:" in output or "migrate" in output)
+
+
+async def test_a_line_too_large_for_any_broker_is_not_sent_and_said_so(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(max_message_bytes=2048)
+    big = json.dumps({**VALID, "deployId": "x" * 3000})  # over the worker's limit: too_large
+    huge = json.dumps({**VALID, "deployId": "y" * 1_200_000})  # over the producer's limit too
+    file = write_lines(tmp_path / "sizes.jsonl", [json.dumps(VALID), big, huge])
+    result = await arun_cli(
+        settings_environment(settings), "send", settings.topic_deploy_status, file
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "2 sent; 1 will be dead-lettered: too_large 1; 1 not sent: larger than the producer accepts\n"
+    )
+    assert "line 3: not sent" in result.stderr
+    async with reading(settings, settings.topic_deploy_status) as topic:
+        assert len(await topic.drain()) == 2

@@ -160,6 +160,9 @@ def test_the_summary_counts_dead_letters_by_reason() -> None:
     )
     assert summary(1, Counter(), True) == "1 sent"
     assert summary(2, Counter(), False) == "2 sent (not validated)"
+    assert summary(2, Counter({"too_large": 1}), True, unsent=1) == (
+        "2 sent; 1 will be dead-lettered: too_large 1; 1 not sent: larger than the producer accepts"
+    )
 
 
 def test_the_prediction_is_the_worker_decoder_s_reason() -> None:

@@ -30,7 +30,7 @@ from ingest_worker.core.lifecycle import (
     Verb,
 )
 from ingest_worker.service.cli_errors import CliError, UsageError, connect_postgres
-from ingest_worker.service.cli_outcome import ask, describe_outcome
+from ingest_worker.service.cli_outcome import EVENT_SECONDS, ask, describe_outcome
 from ingest_worker.service.config import Settings
 
 HELP = {
@@ -132,7 +132,9 @@ def make_command(
         _who(args, Verb(verb), settings)
         message = command_message(args, verb)
         _check(message, settings)
-        answer = asyncio.run(ask(settings, message, args.timeout))
+        # --json prints the receipt only: no need to wait for the event's status before.
+        event_seconds = 0 if args.json else EVENT_SECONDS
+        answer = asyncio.run(ask(settings, message, args.timeout, event_seconds=event_seconds))
         if answer.outcome is None:
             raise CliError(
                 f"no outcome within {args.timeout:g} s: is the worker running and consuming "

@@ -65,14 +65,16 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
-def summary(sent: int, reasons: Counter[str], validated: bool) -> str:
+def summary(sent: int, reasons: Counter[str], validated: bool, *, unsent: int = 0) -> str:
     """`5 sent; 4 will be dead-lettered: invalid_json 1, schema_violation 3`."""
     text = f"{sent} sent"
     if not validated:
-        return text + " (not validated)"
-    if reasons:
+        text += " (not validated)"
+    elif reasons:
         counts = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
         text += f"; {reasons.total()} will be dead-lettered: {counts}"
+    if unsent:
+        text += f"; {unsent} not sent: larger than the producer accepts"
     return text
 
 
@@ -104,39 +106,57 @@ def make_send(settings_of: Callable[[], Settings]) -> Callable[[argparse.Namespa
                 f"{', '.join(sorted(known))}: pick one (or --source NAME), or add --any-topic"
             )
         values = read_lines(path)
-        reasons: Counter[str] = Counter()
         validate = source is not None and not args.no_validate
-        if validate:
+        predicted: dict[int, str] = {}  # line number → dead-letter reason
+        for number, value in values if validate else ():
             assert source is not None
-            for number, value in values:
-                found = dead_letter_reason(source, value, settings.max_message_bytes)
-                if found is not None:
-                    reasons[found[0]] += 1
-                    if not args.quiet:
-                        print(f"line {number}: {found[0]}: {found[1]}", file=sys.stderr)
-        asyncio.run(_publish(settings, topic, [v for _, v in values], quiet=args.quiet))
-        print(summary(len(values), reasons, validate))
+            found = dead_letter_reason(source, value, settings.max_message_bytes)
+            if found is not None:
+                predicted[number] = found[0]
+                _note(args, f"line {number}: {found[0]}: {found[1]}")
+        unsent = asyncio.run(_publish(settings, topic, values, quiet=args.quiet))
+        for number in unsent:
+            _note(args, f"line {number}: not sent: larger than the producer accepts")
+        reasons = Counter(r for number, r in predicted.items() if number not in unsent)
+        print(summary(len(values) - len(unsent), reasons, validate, unsent=len(unsent)))
         return 0
 
     return run
 
 
-async def _publish(settings: Settings, topic: str, values: list[bytes], *, quiet: bool) -> None:
+def _note(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(line, file=sys.stderr)
+
+
+async def _publish(
+    settings: Settings, topic: str, values: list[tuple[int, bytes]], *, quiet: bool
+) -> set[int]:
+    """Send every value; return the line numbers of those the producer refused as too large
+    (larger than INGEST_MAX_MESSAGE_BYTES and the room for headers: no broker would take them)."""
+    from aiokafka.errors import MessageSizeTooLargeError
     from rich.console import Console
     from rich.progress import Progress
 
     from ingest_worker.service.kafka_clients import make_producer
 
+    unsent: set[int] = set()
     async with started(make_producer(settings), settings) as producer:
         shown = not quiet and sys.stderr.isatty()  # a progress bar only where someone watches
         with Progress(console=Console(stderr=True), disable=not shown, transient=True) as progress:
             task = progress.add_task(f"sending to {topic}", total=len(values))
             futures = []
-            for value in values:
-                future = await producer.send(topic, value=value)
+            for number, value in values:
+                try:
+                    future = await producer.send(topic, value=value)
+                except MessageSizeTooLargeError:
+                    unsent.add(number)
+                    progress.advance(task)
+                    continue
                 future.add_done_callback(lambda _: progress.advance(task))
                 futures.append(future)
             await asyncio.gather(*futures)
+    return unsent
 
 
 def add_send_command(sub: Any, settings_of: Callable[[], Settings], dev_help: str) -> None:
