@@ -250,7 +250,6 @@ def _positive_seconds(text: str) -> float:
 
 
 def _add_common_options(parser: argparse.ArgumentParser, dev_help: str) -> None:
-    parser.add_argument("incident", help="incident id (uuid) or incident key (its newest episode)")
     parser.add_argument("--actor", help="who asks (actor.id); default: INGEST_ACTOR")
     parser.add_argument(
         "--actor-type",
@@ -292,8 +291,11 @@ def add_lifecycle_commands(sub: Any, settings_of: Callable[[], Settings], dev_he
         name = command_name(verb.value)
         aliases: Sequence[str] = [verb.value] if verb.value != name else []
         parser = sub.add_parser(name, aliases=aliases, help=HELP[verb.value])
-        _add_common_options(parser, dev_help)
+        parser.add_argument(
+            "incident", help="incident id (uuid) or incident key (its newest episode)"
+        )
         _add_verb_options(parser, verb)
+        _add_common_options(parser, dev_help)
         parser.set_defaults(func=make_command(verb.value, settings_of))
     timeline = sub.add_parser("timeline", help="the events of an incident, oldest first")
     timeline.add_argument("incident", help="incident id or key (every episode)")
