@@ -216,7 +216,7 @@ def checks(procs: Processes, workdir: Path, binary: str) -> int:
             check=False,
         )
         rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        return {row["incident_key"]: row for row in rows if row["incident_key"] in keys}
+        return {row["incidentKey"]: row for row in rows if row["incidentKey"] in keys}
 
     def opened() -> dict[str, dict[str, Any]] | None:
         found = incidents()

@@ -1,4 +1,5 @@
-"""deploy/kubernetes: schema-valid offline, and the operational properties SPEC §10 asks for."""
+"""deploy/kubernetes as `kubectl kustomize` renders it: schema-valid offline, and the operational
+properties a production deployment needs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.deploy.support import (
     Resource,
     find,
     grace_problems,
+    kustomizations,
     pod_templates,
     probe_problems,
     render,
@@ -74,7 +76,7 @@ def test_the_example_secret_is_schema_valid_but_not_in_the_kustomization(
 
 def test_every_manifest_file_is_rendered_by_a_kustomization() -> None:
     listed: set[str] = set()
-    for directory in (KUBERNETES, KUBERNETES / "hpa"):
+    for directory in kustomizations():
         kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
         listed |= {str((directory / r).resolve()) for r in kustomization["resources"]}
     files = {

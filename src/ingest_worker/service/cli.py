@@ -1,4 +1,9 @@
-"""The `ingest-worker` command line: run, migrate, dev, gateway, send, incidents, verify, replay, asyncapi."""
+"""The `ingest-worker` command line: run, migrate, dev, gateway, send, incidents, verify, replay, …
+
+Errors are one sentence on stderr (exit 2 for usage, 1 for runtime failures), never a traceback:
+see `cli_errors`. With `--dev`, every command talks to the services of `ingest-worker dev` at the
+addresses `dev_addresses.dev_addresses` decides for both.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,21 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from ingest_worker.service.config import DEV_DATABASE_URL, DEV_KAFKA_BOOTSTRAP_SERVERS, Settings
+from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.service.cli_errors import Parser, UsageError, connect_postgres, explain
+from ingest_worker.service.config import Settings
 from ingest_worker.service.logs import configure_logging
 
 _DEV = False
@@ -23,17 +33,22 @@ _DEV = False
 #: The incident of examples/deploy-status-red.jsonl.
 SAMPLE_KEY = "deploy_status:prod:deploy-2026-11-23-001:2026-11-23T09:00:00Z"
 
+DEV_HELP = (
+    "talk to the services of `ingest-worker dev` (its ports follow INGEST_DEV_POSTGRES_PORT and "
+    "INGEST_DEV_KAFKA_PORT; INGEST_DATABASE_URL and INGEST_KAFKA_BOOTSTRAP_SERVERS win when set)"
+)
+
 
 def _settings(**overrides: Any) -> Settings:
-    """Settings from the environment; with `--dev`, the `ingest-worker dev` endpoints are the defaults."""
+    """Settings from the environment; with `--dev`, the `ingest-worker dev` addresses are the
+    defaults (the one function that decides them for `dev` too)."""
     if _DEV:
-        overrides.setdefault(
-            "kafka_bootstrap_servers",
-            os.environ.get("INGEST_KAFKA_BOOTSTRAP_SERVERS", DEV_KAFKA_BOOTSTRAP_SERVERS),
-        )
-        overrides.setdefault(
-            "database_url", os.environ.get("INGEST_DATABASE_URL", DEV_DATABASE_URL)
-        )
+        from ingest_worker.service.dev_addresses import dev_addresses
+
+        dev = dev_addresses()
+        overrides.setdefault("kafka_bootstrap_servers", dev.kafka_bootstrap_servers)
+        overrides.setdefault("database_url", dev.database_url)
+        overrides.setdefault("http_port", dev.http_port)
     return Settings(**overrides)
 
 
@@ -66,15 +81,11 @@ def cmd_run(_: argparse.Namespace) -> int:
     return runtime.run(lambda: _run_worker(settings), event_loop=settings.event_loop)
 
 
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
-
-
 def cmd_migrate(_: argparse.Namespace) -> int:
     from ingest_worker.store.migrations import migrate
 
     async def main() -> int:
-        conn = await _connect(_settings())
+        conn = await connect_postgres(_settings())
         try:
             applied = await migrate(conn)
         finally:
@@ -91,7 +102,7 @@ def cmd_verify(_: argparse.Namespace) -> int:
     from ingest_worker.store.audit import verify_chains
 
     async def main() -> int:
-        conn = await _connect(_settings())
+        conn = await connect_postgres(_settings())
         try:
             breaks = await verify_chains(conn)
         finally:
@@ -108,13 +119,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ingest_worker.store.audit import replay_check
 
     if not args.check:
-        print(
-            "only `replay --check` is supported: the projection is rebuilt and compared, not written"
+        raise UsageError(
+            "ingest-worker replay: only `replay --check` is supported (the projection is rebuilt "
+            "and compared, never written): add --check"
         )
-        return 2
 
     async def main() -> int:
-        conn = await _connect(_settings())
+        conn = await connect_postgres(_settings())
         try:
             diffs = await replay_check(conn)
         finally:
@@ -127,21 +138,51 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+_INCIDENTS = """
+SELECT id, incident_key, episode, title, status, severity, source_kind, env, correlation_keys,
+       occurrence_count, classification->>'error_code' AS error_code, first_seen_at, last_seen_at,
+       created_at, updated_at, acknowledged_at, mitigated_at, resolved_at, closed_at, resolved_by,
+       reopen_count, previous_incident_id
+FROM incidents ORDER BY last_seen_at DESC LIMIT $1
+"""
+
+#: `incidents --json`: column → field, named as the read API names its items' fields.
+_INCIDENT_FIELDS = {
+    "id": "id", "incident_key": "incidentKey", "episode": "episode", "title": "title",
+    "status": "status", "severity": "severity", "source_kind": "source", "env": "env",
+    "correlation_keys": "correlationKeys", "occurrence_count": "occurrenceCount",
+    "first_seen_at": "firstSeenAt", "last_seen_at": "lastSeenAt", "created_at": "createdAt",
+    "updated_at": "updatedAt", "acknowledged_at": "acknowledgedAt", "mitigated_at": "mitigatedAt",
+    "resolved_at": "resolvedAt", "closed_at": "closedAt", "resolved_by": "resolvedBy",
+    "reopen_count": "reopenCount", "previous_incident_id": "previousIncidentId",
+}  # fmt: skip
+
+
+def incident_json(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
+    """One incident as `incidents --json` prints it: times in RFC 3339 (UTC, `Z`), ids as text."""
+    item: dict[str, Any] = {}
+    for column, name in _INCIDENT_FIELDS.items():
+        value = row[column]
+        if isinstance(value, datetime):
+            value = utc_timestamp(value)
+        elif isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, list | tuple):
+            value = list(value)
+        item[name] = value
+    return item
+
+
 def cmd_incidents(args: argparse.Namespace) -> int:
     async def main() -> int:
-        conn = await _connect(_settings())
+        conn = await connect_postgres(_settings())
         try:
-            rows = await conn.fetch(
-                "SELECT incident_key, severity, status, occurrence_count, "
-                "classification->>'error_code' AS error_code, last_seen_at "
-                "FROM incidents ORDER BY last_seen_at DESC LIMIT $1",
-                args.limit,
-            )
+            rows = await conn.fetch(_INCIDENTS, args.limit)
         finally:
             await conn.close()
         if args.json:
             for row in rows:
-                print(json.dumps({k: str(v) if k == "last_seen_at" else v for k, v in row.items()}))
+                print(json.dumps(incident_json(row)))
             return 0
         print(f"{'SEVERITY':8} {'STATUS':12} {'COUNT':>5} {'ERROR_CODE':22} INCIDENT_KEY")
         for row in rows:
@@ -150,49 +191,6 @@ def cmd_incidents(args: argparse.Namespace) -> int:
                 f"{row['error_code'] or '':22} {row['incident_key']}"
             )
         print(f"({len(rows)} incident(s))")
-        return 0
-
-    return asyncio.run(main())
-
-
-def _lines(path: str) -> Iterator[bytes]:
-    stream = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115
-    with stream:
-        for line in stream:
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                yield line
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from ingest_worker.service.kafka_clients import make_producer
-
-    settings = _settings()
-    if args.source is not None:
-        if args.file is not None:
-            raise SystemExit("with --source, give only the file")
-        args.file, args.topic = args.topic, settings.topic_of(args.source)
-    elif args.file is None:
-        raise SystemExit("send needs a topic and a file, or --source NAME and a file")
-    values = list(_lines(args.file))
-
-    async def main() -> int:
-        producer = make_producer(settings)
-        await producer.start()
-        try:
-            with Progress(disable=args.quiet) as progress:
-                task = progress.add_task(f"sending to {args.topic}", total=len(values))
-                futures = []
-                for value in values:
-                    future = await producer.send(args.topic, value=value)
-                    future.add_done_callback(lambda _: progress.advance(task))
-                    futures.append(future)
-                await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-        print(f"sent {len(values)} record(s) to {args.topic}")
         return 0
 
     return asyncio.run(main())
@@ -216,19 +214,16 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    """Embedded PostgreSQL + broker on the fixed dev ports, migrations, and the worker."""
+def cmd_dev(_: argparse.Namespace) -> int:
+    """Embedded PostgreSQL + broker on the dev ports, migrations, the worker and the gateway."""
+    from ingest_worker.service.dev_addresses import dev_addresses
     from ingest_worker.service.embedded import embedded_services
     from ingest_worker.service.gateway import GatewaySettings
     from ingest_worker.service.gateway.dev import curl_example, with_gateway
 
-    kafka_port = int(os.environ.get("INGEST_DEV_KAFKA_PORT", "9092"))
-    pg_port = int(os.environ.get("INGEST_DEV_POSTGRES_PORT", "54329"))
-    os.environ.setdefault(
-        "INGEST_KAFKA_BOOTSTRAP_SERVERS",
-        DEV_KAFKA_BOOTSTRAP_SERVERS.replace("9092", str(kafka_port)),
-    )
-    os.environ.setdefault("INGEST_DATABASE_URL", DEV_DATABASE_URL.replace("54329", str(pg_port)))
+    dev = dev_addresses()
+    for name, value in dev.environment().items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("INGEST_LOG_FORMAT", "console")
     settings = _settings()
     gateway = GatewaySettings()
@@ -237,11 +232,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     exe = ".venv/bin/ingest-worker" if Path(".venv/bin/ingest-worker").exists() else exe
     with contextlib.ExitStack() as stack:
         print(
-            f"starting embedded PostgreSQL on 127.0.0.1:{pg_port} and broker on "
-            f"127.0.0.1:{kafka_port} …",
+            f"starting embedded PostgreSQL on 127.0.0.1:{dev.postgres_port} and broker on "
+            f"127.0.0.1:{dev.kafka_port} …",
             flush=True,
         )
-        stack.enter_context(embedded_services(kafka_port=kafka_port, postgres_port=pg_port))
+        stack.enter_context(
+            embedded_services(kafka_port=dev.kafka_port, postgres_port=dev.postgres_port)
+        )
         print(
             "\nready. In another terminal:\n"
             f"  send a RED deploy-status signal:\n"
@@ -253,6 +250,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"    {exe} resolve --dev {SAMPLE_KEY} --actor alice --role ONCALL_ENGINEER "
             f"--rationale 'rolled back'\n"
             f"    {exe} timeline --dev {SAMPLE_KEY}\n"
+            f"  the dead letters (records the worker refused, with the reason):\n"
+            f"    {exe} dead-letters --dev\n"
             f"  health and metrics: curl localhost:{settings.http_port}/readyz  ·  /metrics\n"
             f"{curl_example(gateway.port)}"
             f"  webhook gateway on :{gateway.port}, UNAUTHENTICATED (dev only): /docs, /readyz\n"
@@ -270,7 +269,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(_: argparse.Namespace) -> int:
-    """The webhook gateway (SPEC §9): HTTP → the source topics, 202 once acknowledged."""
+    """The webhook gateway: HTTP → the source topics, 202 once acknowledged."""
     from ingest_worker.service.gateway import GatewaySettings, serve
 
     settings = _settings()
@@ -278,64 +277,105 @@ def cmd_gateway(_: argparse.Namespace) -> int:
     return asyncio.run(serve(settings, GatewaySettings()))
 
 
+def limit_argument(text: str) -> int:
+    """`--limit`: a whole number from 1 to 1000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, not {value}")
+    return value
+
+
+def _add_store_commands(sub: Any) -> None:
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--dev", action="store_true", help=DEV_HELP)
+    migrate.set_defaults(func=cmd_migrate)
+    incidents = sub.add_parser("incidents", help="list the most recent incidents")
+    incidents.add_argument(
+        "--limit",
+        type=limit_argument,
+        default=20,
+        help="how many incidents, newest first (1-1000; default 20)",
+    )
+    incidents.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per incident and line: every field, times in RFC 3339",
+    )
+    incidents.add_argument("--dev", action="store_true", help=DEV_HELP)
+    incidents.set_defaults(func=cmd_incidents)
+    verify = sub.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
+    verify.add_argument("--dev", action="store_true", help=DEV_HELP)
+    verify.set_defaults(func=cmd_verify)
+    replay = sub.add_parser("replay", help="rebuild incidents from events and compare (--check)")
+    replay.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild every incident from its events and compare with the table (required)",
+    )
+    replay.add_argument("--dev", action="store_true", help=DEV_HELP)
+    replay.set_defaults(func=cmd_replay)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ingest-worker",
         description="Turn failure signals on Kafka into incidents in PostgreSQL and incident.* events. "
         "Configured with INGEST_* environment variables.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the worker").set_defaults(func=cmd_run)
-    dev_help = (
-        "talk to the services of `ingest-worker dev` (unless INGEST_* variables say otherwise)"
-    )
-    migrate = sub.add_parser("migrate", help="apply database migrations")
-    migrate.add_argument("--dev", action="store_true", help=dev_help)
-    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser(
-        "dev", help="embedded PostgreSQL + broker + worker + gateway, on fixed ports"
+        "dev", help="embedded PostgreSQL + broker + worker + gateway, on the dev ports"
     ).set_defaults(func=cmd_dev)
     sub.add_parser(
         "gateway", help="the webhook gateway: HTTP POSTs from alerting tools → source topics"
     ).set_defaults(func=cmd_gateway)
-    send = sub.add_parser(
-        "send", help="publish each line of a JSONL file (or - for stdin) to a topic"
-    )
-    send.add_argument("topic", help="the topic (or, with --source, the file)")
-    send.add_argument("file", nargs="?")
-    send.add_argument("--source", help="a registered source name: its configured topic")
-    send.add_argument("--quiet", action="store_true")
-    send.add_argument("--dev", action="store_true", help=dev_help)
-    send.set_defaults(func=cmd_send)
-    incidents = sub.add_parser("incidents", help="list the most recent incidents")
-    incidents.add_argument("--limit", type=int, default=20)
-    incidents.add_argument("--json", action="store_true")
-    incidents.add_argument("--dev", action="store_true", help=dev_help)
-    incidents.set_defaults(func=cmd_incidents)
-    verify = sub.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
-    verify.add_argument("--dev", action="store_true", help=dev_help)
-    verify.set_defaults(func=cmd_verify)
-    replay = sub.add_parser("replay", help="rebuild incidents from events and compare (--check)")
-    replay.add_argument("--check", action="store_true")
-    replay.add_argument("--dev", action="store_true", help=dev_help)
-    replay.set_defaults(func=cmd_replay)
+    _add_store_commands(sub)
+    from ingest_worker.service.cli_dead_letters import add_dead_letters_command
+    from ingest_worker.service.cli_send import add_send_command
+
+    add_send_command(sub, _settings, DEV_HELP)
+    add_dead_letters_command(sub, _settings, DEV_HELP)
     asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI document of every topic")
-    asyncapi.add_argument("--output")
+    asyncapi.add_argument("--output", help="write the document to this file instead of stdout")
     asyncapi.set_defaults(func=cmd_asyncapi)
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every accepted payload")
-    schemas.add_argument("--output-dir", default="docs/schemas")
+    schemas.add_argument(
+        "--output-dir", default="docs/schemas", help="where to write them (default docs/schemas)"
+    )
     schemas.set_defaults(func=cmd_schemas)
     from ingest_worker.service.cli_lifecycle import add_lifecycle_commands
 
-    add_lifecycle_commands(sub, _settings, dev_help)
+    add_lifecycle_commands(sub, _settings, DEV_HELP)
     return parser
 
 
+#: Commands that run a service and configure logging themselves.
+_SERVICES = frozenset({"run", "dev", "gateway"})
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; any failure is one line on stderr and exit 2 (usage) or 1 (runtime)."""
     global _DEV
-    args = build_parser().parse_args(argv)
-    _DEV = bool(getattr(args, "dev", False))
-    code: int = args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        _DEV = bool(getattr(args, "dev", False))
+        if args.command not in _SERVICES:
+            # The client library logs each failed connection attempt; the command says it once.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        message, code = explain(exc)
+        print(f"error: {message}", file=sys.stderr)
     return code
 
 

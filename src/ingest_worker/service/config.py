@@ -12,9 +12,6 @@ from ingest_worker.core.lifecycle import DEFAULT_POLICY, PolicyError, Verb, pars
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.registry import SOURCES
 
-DEV_KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
-DEV_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54329/postgres"
-
 
 def topic_field(source: Source) -> str:
     """The settings field (and `INGEST_TOPIC_<SETTING>` variable) naming a source's topic."""
