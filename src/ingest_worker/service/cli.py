@@ -128,20 +128,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
+    from ingest_worker.service.cli_reads import incident_rows
+
     async def main() -> int:
         conn = await _connect(_settings())
         try:
-            rows = await conn.fetch(
-                "SELECT incident_key, severity, status, occurrence_count, "
-                "classification->>'error_code' AS error_code, last_seen_at "
-                "FROM incidents ORDER BY last_seen_at DESC LIMIT $1",
-                args.limit,
-            )
+            rows = await incident_rows(conn, args)
         finally:
             await conn.close()
         if args.json:
             for row in rows:
-                print(json.dumps({k: str(v) if k == "last_seen_at" else v for k, v in row.items()}))
+                print(json.dumps(dict(row.items()), default=str))
             return 0
         print(f"{'SEVERITY':8} {'STATUS':12} {'COUNT':>5} {'ERROR_CODE':22} INCIDENT_KEY")
         for row in rows:
@@ -311,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("--limit", type=int, default=20)
     incidents.add_argument("--json", action="store_true")
     incidents.add_argument("--dev", action="store_true", help=dev_help)
+    from ingest_worker.service.cli_reads import add_filter_arguments
+
+    add_filter_arguments(incidents)
     incidents.set_defaults(func=cmd_incidents)
     verify = sub.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
     verify.add_argument("--dev", action="store_true", help=dev_help)
