@@ -13,13 +13,14 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.store import tenancy
 from ingest_worker.store.cursors import (
     SORT_COLUMNS,
     BadReadRequest,
@@ -51,8 +52,6 @@ __all__ = [
     "timeline",
 ]
 
-#: The role every read path uses (SELECT only, subject to row-level security).
-READER_ROLE = "ingest_reader"
 MAX_LIMIT = 100
 ACQUIRE_SECONDS = 10.0
 #: Rows per round trip of a CSV export (one snapshot, fetched by keyset pages).
@@ -83,25 +82,17 @@ ITEM_FIELDS = (
 )  # fmt: skip
 
 
-# One round trip: the role and the tenant, both local to the transaction.
-_ENTER = "SELECT set_config('role', $1, true), set_config('ingest.tenant', $2, true)"
-
-
 @asynccontextmanager
 async def reading_on(
     conn: Connection, tenant: str, *, snapshot: bool = False
 ) -> AsyncIterator[Connection]:
-    """A read-only transaction on `conn` as `ingest_reader`, scoped to `tenant`.
-
-    Role and tenant are transaction-local: nothing outlives the transaction on a pooled
-    connection. `snapshot`: REPEATABLE READ (an export paging through one consistent view).
-    """
-    isolation: Literal["repeatable_read", "read_committed"] = (
-        "repeatable_read" if snapshot else "read_committed"
-    )
-    async with conn.transaction(isolation=isolation, readonly=True):
-        await conn.execute(_ENTER, READER_ROLE, tenant)
-        yield conn
+    """A read-only transaction on `conn` as `ingest_reader`, scoped to `tenant`
+    (`store.tenancy.reading`); `snapshot`: REPEATABLE READ, for an export paging through one
+    consistent view."""
+    async with tenancy.reading(
+        conn, tenant, isolation="repeatable_read" if snapshot else "read_committed"
+    ) as scoped:
+        yield scoped
 
 
 @asynccontextmanager
@@ -188,7 +179,9 @@ async def list_incidents(
 
 
 async def count_incidents(conn: Connection, tenant: str, flt: IncidentFilter) -> int:
-    total = await conn.fetchval(COUNT_SQL, *_list_args(tenant, flt, None, 0))
+    # The count's statement types the page parameters as a time sort's: any will do.
+    unsorted = replace(flt, sort="-lastSeen")
+    total = await conn.fetchval(COUNT_SQL, *_list_args(tenant, unsorted, None, 0))
     return int(total)
 
 

@@ -171,9 +171,11 @@ class ReadBackend:
         return self._pool
 
     async def start(self) -> None:
+        """Never fails: connections are opened on first use (min_size=0), the stream's consumer
+        connects in the background; until then reads answer 503."""
         self._pool = await asyncpg.create_pool(
             self.settings.database_url.get_secret_value(),
-            min_size=1,
+            min_size=0,
             max_size=self.config.pool_size,
             command_timeout=30,
             timeout=10,

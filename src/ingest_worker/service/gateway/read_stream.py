@@ -291,7 +291,7 @@ async def replay(
             if sent > config.stream_replay_max_events:
                 yield None
                 return
-            data = event_value(payload, event_hash).decode("utf-8")
+            data = event_value(payload, event_hash, tenant).decode("utf-8")
             event = StreamEvent.from_body(tenant, json.loads(data), data, row_position)
             if flt.admits(event):
                 yield event
