@@ -41,7 +41,9 @@ from ingest_worker.store.cursors import SORTS, TIME_FIELDS, IncidentFilter
 router = APIRouter(route_class=ProblemRoute, tags=["incidents"])
 
 MAX_VALUES = 20
-Text = Annotated[str, Query(min_length=1, max_length=512)]
+#: No NUL: PostgreSQL text cannot hold one.
+NO_NUL = r"^[^\x00]+$"
+Text = Annotated[str, Query(min_length=1, max_length=512, pattern=NO_NUL)]
 Sort = Literal[SORTS]  # type: ignore[valid-type]
 TimeField = Literal[TIME_FIELDS]  # type: ignore[valid-type]
 LIST_PARAMETERS = frozenset({
@@ -84,7 +86,10 @@ async def list_incidents(
     correlationKey: Annotated[list[Text] | None, Query(max_length=MAX_VALUES)] = None,
     incidentKey: Annotated[list[Text] | None, Query(max_length=MAX_VALUES)] = None,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Title substring, any case.")
+        str | None,
+        Query(
+            min_length=1, max_length=200, pattern=NO_NUL, description="Title substring, any case."
+        ),
     ] = None,
     since: Annotated[Timestamp | None, Query(description="Inclusive, on timeField.")] = None,
     until: Annotated[Timestamp | None, Query(description="Exclusive, on timeField.")] = None,

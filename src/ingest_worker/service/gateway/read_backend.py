@@ -145,6 +145,8 @@ class ProblemRoute(APIRoute):
                     503, "database_unavailable", "the database did not answer: retry later",
                     {"Retry-After": "2"},
                 )  # fmt: skip
+            except asyncpg.DataError as exc:  # a value PostgreSQL cannot take (class 22)
+                return problem(400, "invalid_parameter", f"invalid value: {type(exc).__name__}")
             except asyncpg.QueryCanceledError:
                 return problem(503, "database_unavailable", "the read took too long: narrow it")
 
