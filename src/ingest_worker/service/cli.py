@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from ingest_worker.core.tenants import check_tenant
 from ingest_worker.service.config import DEV_DATABASE_URL, DEV_KAFKA_BOOTSTRAP_SERVERS, Settings
 from ingest_worker.service.logs import configure_logging
 
@@ -87,13 +88,13 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def cmd_verify(_: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     from ingest_worker.store.audit import verify_chains
 
     async def main() -> int:
         conn = await _connect(_settings())
         try:
-            breaks = await verify_chains(conn)
+            breaks = await verify_chains(conn, getattr(args, "tenant", None))
         finally:
             await conn.close()
         for item in breaks:
@@ -116,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> int:
         conn = await _connect(_settings())
         try:
-            diffs = await replay_check(conn)
+            diffs = await replay_check(conn, getattr(args, "tenant", None))
         finally:
             await conn.close()
         for item in diffs:
@@ -314,10 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.set_defaults(func=cmd_incidents)
     verify = sub.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
     verify.add_argument("--dev", action="store_true", help=dev_help)
+    verify.add_argument("--tenant", type=check_tenant, help="only this tenant (default: all)")
     verify.set_defaults(func=cmd_verify)
     replay = sub.add_parser("replay", help="rebuild incidents from events and compare (--check)")
     replay.add_argument("--check", action="store_true")
     replay.add_argument("--dev", action="store_true", help=dev_help)
+    replay.add_argument("--tenant", type=check_tenant, help="only this tenant (default: all)")
     replay.set_defaults(func=cmd_replay)
     asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI document of every topic")
     asyncapi.add_argument("--output")

@@ -83,6 +83,23 @@ class Settings(_SourceTopics):
     #: SPEC §7.1: occurrences before an incident of a source opens (PENDING until then), by
     #: source name, e.g. INGEST_OPEN_AFTER='{"alertmanager": 2}'; default 1 (straight to OPEN).
     open_after: dict[str, int] = Field(default_factory=dict)
+    tenant_from_topic_prefix: bool = Field(
+        default=False,
+        description="Take a record's tenant from its topic's `<tenant>.` prefix (e.g. "
+        "`acme.signals.alertmanager`), consuming every configured topic by pattern, bare "
+        "(the default tenant) or prefixed; otherwise from its `tenant` header.",
+    )
+    metrics_tenant_label: bool = Field(
+        default=False,
+        description="Also count signals per tenant (`ingest_tenant_signals_total`).",
+    )
+    metrics_max_tenants: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Tenants with a series of their own in `ingest_tenant_signals_total`; "
+        "later ones count as `other`.",
+    )
 
     ce_source: str = "ingest-worker"
     http_host: str = "0.0.0.0"  # noqa: S104 - a service's probe endpoint must be reachable
