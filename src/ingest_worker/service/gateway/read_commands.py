@@ -168,7 +168,7 @@ async def post_command(
     principal: Annotated[Principal, Depends(require("command"))],
     backend: Annotated[ReadBackend, Depends(backend_of)],
     incident_id: Annotated[uuid.UUID, Path(description="The incident's id (a UUID).")],
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 5.0,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 5.0,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", pattern=KEY_PATTERN, description="The commandId."),
