@@ -76,6 +76,8 @@ def incident_filter(args: argparse.Namespace) -> IncidentFilter:
 async def incident_rows(conn: Connection, args: argparse.Namespace) -> list[Any]:
     """Up to `args.limit` matching incidents of `args.tenant`, as rows of the list's columns."""
     rows: list[Any] = []
+    if args.limit < 1:
+        return rows
     flt = incident_filter(args)
     page = max(1, min(args.limit, reads.EXPORT_PAGE))
     async with (
