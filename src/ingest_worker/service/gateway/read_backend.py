@@ -78,7 +78,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     reason: str
-    message: str
+    message: str | None = Field(default=None, description="The same as detail, when present.")
 
 
 def refusal(
