@@ -43,12 +43,12 @@ MAX_MESSAGE_BYTES = 1_048_576
 #: transaction (the columns `ingest_worker.outbox` publishes from).
 _TAKE_EVENTS = """
 WITH taken AS (
-    DELETE FROM outbox RETURNING event_id
+    DELETE FROM outbox RETURNING tenant, event_id
 )
-SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
+SELECT e.tenant, e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
        e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key
 FROM taken t
-JOIN incident_events e ON e.id = t.event_id
+JOIN incident_events e ON e.tenant = t.tenant AND e.id = t.event_id
 ORDER BY e.incident_id, e.seq
 """
 #: A command's outcome, taken out of its outbox in the same transaction.
@@ -130,7 +130,7 @@ async def run_naive(
                 for row in rows:
                     await producer.send_and_wait(
                         outputs.events,
-                        value=event_value(row["payload_text"], row["hash"]),
+                        value=event_value(row["payload_text"], row["hash"], row["tenant"]),
                         key=str(row["incident_id"]).encode(),
                         headers=cloudevent_headers(row, b"ingest-worker-naive"),
                     )

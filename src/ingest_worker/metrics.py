@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from ingest_worker.delivery.batches import BatchReport, PreparedBatch
 
 OUTCOMES = ("created", "updated", "duplicate", "recovered", "ignored", "dead_lettered")
 
@@ -17,6 +23,13 @@ class Metrics:
             "ingest_signals_total",
             "Signals consumed, by topic and outcome.",
             ["topic", "outcome"],
+            registry=r,
+        )
+        self.tenant_signals = Counter(
+            "ingest_tenant_signals_total",
+            "Signals consumed, by tenant and outcome (only with INGEST_METRICS_TENANT_LABEL; "
+            "tenants beyond INGEST_METRICS_MAX_TENANTS count as `other`).",
+            ["tenant", "outcome"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -104,3 +117,43 @@ class Metrics:
             "1 when PostgreSQL and the broker answer and partitions are assigned.",
             registry=r,
         )
+
+
+class TenantLabels:
+    """Per-tenant signal counts with a bounded label: the first `limit` tenants seen get their
+    own series, any later one counts as `other` (a label per tenant must not grow unbounded)."""
+
+    OTHER = "other"
+
+    def __init__(self, metrics: Metrics, limit: int) -> None:
+        self._counter = metrics.tenant_signals
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def label(self, tenant: str) -> str:
+        if tenant in self._seen:
+            return tenant
+        if len(self._seen) < self._limit:
+            self._seen.add(tenant)
+            return tenant
+        return self.OTHER
+
+    def count(self, prepared: PreparedBatch, report: BatchReport) -> None:
+        """Count a processed batch: every record once per input outcome, or as ignored or
+        dead-lettered."""
+        tenants = prepared.tenants
+        tally: Tally[tuple[str, str]] = Tally()
+
+        def tenant_of(index: int) -> str:
+            return tenants[index] if tenants is not None else "default"
+
+        for index in prepared.ignored:
+            tally[(tenant_of(index), "ignored")] += 1
+        index_of = {id(record): i for i, record in enumerate(prepared.records)}
+        for letter in report.dead_letters:
+            found = index_of.get(id(letter.record))
+            tally[(tenant_of(found) if found is not None else "default", "dead_lettered")] += 1
+        for (index, _), outcome in report.input_outcomes:
+            tally[(tenant_of(index), outcome)] += 1
+        for (tenant, outcome), n in tally.items():
+            self._counter.labels(tenant=self.label(tenant), outcome=outcome).inc(n)

@@ -22,6 +22,8 @@ class RejectReason(StrEnum):
     #: A group record (an Alertmanager or Grafana notification) with invalid parts: the valid
     #: parts are applied, the record is dead-lettered too, its message naming the bad parts.
     PARTIALLY_INVALID = "partially_invalid"
+    #: The record's tenant (its `tenant` header) is not a valid tenant id.
+    INVALID_TENANT = "invalid_tenant"
 
 
 class InvalidSignal(IngestError):

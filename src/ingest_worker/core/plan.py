@@ -19,6 +19,7 @@ from ingest_worker.core.canonical import evidence_sha256, incident_id
 from ingest_worker.core.errors import IngestError
 from ingest_worker.core.events import GENESIS_HASH, AddedEvidence, Event, build_event
 from ingest_worker.core.projection import IncidentState, advance, start
+from ingest_worker.core.tenants import DEFAULT_TENANT, tenant_name
 from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery
 
 
@@ -58,9 +59,11 @@ def json_text(value: Any) -> str:
 _ACTIVE = frozenset({"PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED"})
 
 
-def episode_id(incident_key: str, episode: int) -> uuid.UUID:
-    """SPEC §7.4: episode 1 keeps uuid5 of the key, episode n is uuid5 of `<key>#<n>`."""
-    return incident_id(incident_key if episode == 1 else f"{incident_key}#{episode}")
+def episode_id(incident_key: str, episode: int, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
+    """Episode 1 keeps uuid5 of the key, episode n is uuid5 of `<key>#<n>`; outside the
+    default tenant the key is `<tenant>/<key>`."""
+    name = tenant_name(tenant, incident_key)
+    return incident_id(name if episode == 1 else f"{name}#{episode}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +94,10 @@ class BatchPlan:
         *,
         reopen_window: timedelta = timedelta(seconds=300),
         open_after: Mapping[str, int] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         self.inputs = effects
+        self.tenant = tenant
         self.lanes = lanes
         self.reopen_window = reopen_window
         #: source kind → occurrences before an incident opens (SPEC §7.1 PENDING; default 1)
@@ -261,7 +266,7 @@ class _Fold:
     def _new_episode(self, index: int, signal: IncidentInput) -> None:
         previous = self.state
         episode = 1 if previous is None else previous.episode + 1
-        incident = episode_id(self.key, episode)
+        incident = episode_id(self.key, episode, self.plan.tenant)
         self.before, self.prev_hash, self.known = None, GENESIS_HASH, set()
         after = start(
             signal, incident, episode=episode, previous=None if previous is None else previous.id

@@ -24,6 +24,7 @@ from ingest_worker.core.errors import (
     ShutdownRequested,
     TransientError,
 )
+from ingest_worker.core.tenants import DEFAULT_TENANT
 from ingest_worker.core.values import (
     Command,
     IncidentInput,
@@ -31,7 +32,8 @@ from ingest_worker.core.values import (
     RejectedPart,
     SourceTransition,
 )
-from ingest_worker.metrics import Metrics
+from ingest_worker.delivery.tenancy import record_tenant
+from ingest_worker.metrics import Metrics, TenantLabels
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, rejected_parts_message
 from ingest_worker.store.commands import CommandOutcome
@@ -87,6 +89,8 @@ class BatchReport:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_written: int = 0
+    #: ((record index, input), outcome) of every applied input.
+    input_outcomes: list[tuple[tuple[int, Effect], str]] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
@@ -103,12 +107,16 @@ class PreparedBatch:
     inputs: list[tuple[int, Effect]]
     dead: list[DeadLetter]
     ignored: list[int]
+    #: The tenant of each record; None: every record is the default tenant's.
+    tenants: list[str] | None = None
 
 
 class IncidentStore(Protocol):
     """Applies a batch of incident inputs atomically (see `store.apply_batch`)."""
 
-    async def apply(self, inputs: Sequence[Effect]) -> BatchResult: ...
+    async def apply(
+        self, inputs: Sequence[Effect], *, tenants: Sequence[str] | None = None
+    ) -> BatchResult: ...
 
 
 class DeadLetterSink(Protocol):
@@ -184,9 +192,13 @@ class BatchProcessor:
         on_fault: Callable[[bool], None] | None = None,
         on_events_written: Callable[[], None] | None = None,
         command_max_future_skew_seconds: float | None = None,
+        tenant_from_topic_prefix: bool = False,
+        tenant_labels: TenantLabels | None = None,
     ) -> None:
         """`on_events_written()`: a transaction that wrote events committed (the outbox
-        publisher can start on them; the dead letters and the offset commit still follow)."""
+        publisher can start on them; the dead letters and the offset commit still follow).
+        `tenant_from_topic_prefix`: a record's tenant is its topic's `<tenant>.` prefix, not
+        its `tenant` header. `tenant_labels`: count signals per tenant as well."""
         self._topic_sources = dict(topic_sources)
         self._store = store
         self._dead_letters = dead_letters
@@ -201,6 +213,8 @@ class BatchProcessor:
             if command_max_future_skew_seconds is None
             else timedelta(seconds=command_max_future_skew_seconds)
         )
+        self._known_topics = frozenset(topic_sources) if tenant_from_topic_prefix else None
+        self._tenant_labels = tenant_labels
 
     def _count_commands(self, result: BatchResult) -> None:
         for change in result.transitions:
@@ -226,12 +240,29 @@ class BatchProcessor:
         self, records: Sequence[SignalRecord]
     ) -> tuple[list[tuple[int, Effect]], list[DeadLetter], list[int]]:
         """Decode every record on its own: (inputs with their record index, dead letters, ignored)."""
+        prepared = self.prepare(records)
+        return prepared.inputs, prepared.dead, prepared.ignored
+
+    def prepare(self, records: Sequence[SignalRecord]) -> PreparedBatch:
+        """The CPU part of a batch (decode, validate, map): no I/O, may overlap the previous batch.
+
+        Every record on its own: its tenant first (a malformed one is `invalid_tenant`), then
+        its value."""
         inputs: list[tuple[int, Effect]] = []
         dead: list[DeadLetter] = []
         ignored: list[int] = []
+        tenants: list[str] | None = None
+        known = self._known_topics
         for index, record in enumerate(records):
-            source = self._topic_sources.get(record.topic)
+            topic = record.topic
             try:
+                if known is not None or record.headers:
+                    tenant, topic = record_tenant(topic, record.headers, known)
+                    if tenant != DEFAULT_TENANT:
+                        if tenants is None:
+                            tenants = [DEFAULT_TENANT] * len(records)
+                        tenants[index] = tenant
+                source = self._topic_sources.get(topic)
                 if source is None:
                     raise InvalidSignal(
                         RejectReason.UNMAPPABLE,
@@ -264,12 +295,7 @@ class BatchProcessor:
             if not applied:
                 ignored.append(index)
             inputs.extend((index, item) for item in applied)
-        return inputs, dead, ignored
-
-    def prepare(self, records: Sequence[SignalRecord]) -> PreparedBatch:
-        """The CPU part of a batch (decode, validate, map): no I/O, may overlap the previous batch."""
-        inputs, dead, ignored = self.decode(records)
-        return PreparedBatch(records=records, inputs=inputs, dead=dead, ignored=ignored)
+        return PreparedBatch(records, inputs, dead, ignored, tenants)
 
     async def process(self, records: Sequence[SignalRecord]) -> BatchReport:
         """Run one batch to the point where its offsets may be committed."""
@@ -287,8 +313,9 @@ class BatchProcessor:
             report.outcomes[(records[index].topic, "ignored")] += 1
         inputs = prepared.inputs
         if inputs:
-            outcomes, dead_from_store, events = await self._apply(records, inputs)
+            outcomes, dead_from_store, events = await self._apply(records, inputs, prepared.tenants)
             report.events_written = events
+            report.input_outcomes = outcomes
             if events and self._on_events_written is not None:
                 self._on_events_written()
             dead.extend(dead_from_store)
@@ -322,16 +349,28 @@ class BatchProcessor:
             report.dead_letters = dead
         for (topic, outcome), count in report.outcomes.items():
             self._metrics.signals.labels(topic=topic, outcome=outcome).inc(count)
+        if self._tenant_labels is not None:
+            self._tenant_labels.count(prepared, report)
         return report
 
+    def _store_apply(
+        self, items: list[Effect], pairs: list[tuple[int, Effect]], tenants: list[str] | None
+    ) -> Awaitable[BatchResult]:
+        if tenants is None:
+            return self._store.apply(items)
+        return self._store.apply(items, tenants=[tenants[index] for index, _ in pairs])
+
     async def _apply(
-        self, records: Sequence[SignalRecord], inputs: list[tuple[int, Effect]]
+        self,
+        records: Sequence[SignalRecord],
+        inputs: list[tuple[int, Effect]],
+        tenants: list[str] | None = None,
     ) -> tuple[list[tuple[tuple[int, Effect], str]], list[DeadLetter], int]:
         """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
         batch = [item for _, item in inputs]
         try:
             result = await retry_transient(
-                lambda: self._store.apply(batch),
+                lambda: self._store_apply(batch, inputs, tenants),
                 what="store",
                 backoff=self._backoff(),
                 stopping=self._stopping,
@@ -358,7 +397,9 @@ class BatchProcessor:
             items = [item for _, item in pairs]
             try:
                 result = await retry_transient(
-                    lambda items=items: self._store.apply(items),  # type: ignore[misc]
+                    lambda items=items, pairs=pairs: self._store_apply(  # type: ignore[misc]
+                        items, pairs, tenants
+                    ),
                     what="store",
                     backoff=self._backoff(),
                     stopping=self._stopping,

@@ -111,16 +111,21 @@ class BatchConsumer:
         self.trackers: list[AssignmentTracker] = []
         self._subscriber: Any = None
 
-    def subscribe(self, broker: KafkaBroker, topics: list[str]) -> None:
-        """One batch subscriber for every signal topic: one group member, one join, mixed batches."""
+    def subscribe(
+        self, broker: KafkaBroker, topics: list[str], *, pattern: str | None = None
+    ) -> None:
+        """One batch subscriber for every signal topic: one group member, one join, mixed batches.
+
+        `pattern` (instead of `topics`): every topic matching it, as topics appear."""
         s = self._settings
         tracker = AssignmentTracker(
-            ",".join(topics),
+            pattern or ",".join(topics),
             lambda: self.chain.wait(timeout=s.max_poll_interval_ms / 2000),
         )
         self.trackers.append(tracker)
         subscriber = broker.subscriber(
             *topics,
+            pattern=pattern,
             group_id=s.group_id,
             batch=True,
             max_records=s.batch_max_records,

@@ -50,7 +50,7 @@ FETCH_ROUND = """
 WITH lanes AS MATERIALIZED (
     SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
 ), picked AS MATERIALIZED (
-    SELECT o.event_id, o.incident_id, o.seq, o.traceparent
+    SELECT o.tenant, o.event_id, o.incident_id, o.seq, o.traceparent
     FROM outbox o
     WHERE o.lane IN (SELECT l.lane FROM lanes AS l)
     ORDER BY o.incident_id, o.seq
@@ -58,30 +58,38 @@ WITH lanes AS MATERIALIZED (
 )
 SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
        e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key,
-       p.traceparent
+       p.traceparent, p.tenant
 FROM picked AS p
 CROSS JOIN LATERAL (
-    SELECT * FROM incident_events AS x WHERE x.id = p.event_id LIMIT 1
+    SELECT * FROM incident_events AS x WHERE x.tenant = p.tenant AND x.id = p.event_id LIMIT 1
 ) AS e
 ORDER BY p.incident_id, p.seq
 """
-_DELETE = "DELETE FROM outbox WHERE event_id = ANY($1::uuid[])"
+_DELETE = """
+DELETE FROM outbox AS o USING unnest($1::text[], $2::uuid[]) AS u(tenant, event_id)
+WHERE o.tenant = u.tenant AND o.event_id = u.event_id
+"""
 _BACKLOG = "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM command_results_outbox)"
 _FETCH_RESULTS = """
-SELECT id, command_id, outcome, subject, payload::text AS payload_text,
+SELECT tenant, id, command_id, outcome, subject, payload::text AS payload_text,
        occurred_at
 FROM command_results_outbox
 ORDER BY created_at, id
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-_DELETE_RESULTS = "DELETE FROM command_results_outbox WHERE id = ANY($1::uuid[])"
+_DELETE_RESULTS = """
+DELETE FROM command_results_outbox AS o USING unnest($1::text[], $2::uuid[]) AS u(tenant, id)
+WHERE o.tenant = u.tenant AND o.id = u.id
+"""
 
 
 def cloudevent_headers(
     row: asyncpg.Record | Mapping[str, Any], source: bytes
 ) -> list[tuple[str, bytes]]:
-    """CloudEvents 1.0 Kafka binding, binary mode (SPEC §4), from an outbox row."""
+    """CloudEvents 1.0 Kafka binding, binary mode, from an outbox row; the tenant both as the
+    CloudEvents extension `tenant` (`ce_tenant`) and as the plain `tenant` header."""
+    tenant = str(row["tenant"]).encode()
     return [
         ("ce_specversion", b"1.0"),
         ("ce_id", str(row["id"]).encode()),
@@ -89,16 +97,24 @@ def cloudevent_headers(
         ("ce_type", str(row["type"]).encode()),
         ("ce_time", str(row["occurred_at"]).encode()),
         ("ce_subject", str(row["incident_key"]).encode()),
+        ("ce_tenant", tenant),
         ("content-type", b"application/json"),
+        ("tenant", tenant),
     ]
 
 
-def event_value(payload_text: str, event_hash: str) -> bytes:
-    """The Kafka value: the stored event body with `hash` added, without re-parsing the body."""
+def event_value(payload_text: str, event_hash: str, tenant: str) -> bytes:
+    """The Kafka value: the stored event body with `hash` and `tenant` added, without
+    re-parsing the body (the tenant is a column; the hashed body binds it through the
+    incident id, which is derived from it)."""
     body = payload_text.strip()
     if not body.startswith("{") or body == "{}":
         raise ValueError("an event payload is a non-empty JSON object")
-    return b'{"hash":"%s",%s' % (event_hash.encode(), body[1:].encode())
+    return b'{"hash":"%s","tenant":"%s",%s' % (
+        event_hash.encode(),
+        tenant.encode(),
+        body[1:].encode(),
+    )
 
 
 class OutboxPublisher:
@@ -145,7 +161,7 @@ class OutboxPublisher:
                     return results
                 with _publish_span(self._topic, rows):
                     await self._send(rows)
-                await conn.execute(_DELETE, [r["id"] for r in rows])
+                await conn.execute(_DELETE, [r["tenant"] for r in rows], [r["id"] for r in rows])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise TransientError(f"outbox database error: {exc!r}") from exc
         for row in rows:
@@ -162,7 +178,7 @@ class OutboxPublisher:
             return 0
         with _publish_span(self._results_topic, rows):
             await self._send_results(rows)
-        await conn.execute(_DELETE_RESULTS, [r["id"] for r in rows])
+        await conn.execute(_DELETE_RESULTS, [r["tenant"] for r in rows], [r["id"] for r in rows])
         self.results_published += len(rows)
         return len(rows)
 
@@ -181,7 +197,9 @@ class OutboxPublisher:
                         ("ce_type", f"incident.command.{row['outcome']}".encode()),
                         ("ce_time", utc_timestamp(row["occurred_at"]).encode()),
                         ("ce_subject", str(row["subject"]).encode()),
+                        ("ce_tenant", row["tenant"].encode()),
                         ("content-type", b"application/json"),
+                        ("tenant", row["tenant"].encode()),
                     ],
                 )
                 for row in rows
@@ -208,7 +226,7 @@ class OutboxPublisher:
                 if row["traceparent"] is not None:  # the span that wrote the event
                     headers.append((tracing.TRACEPARENT, row["traceparent"].encode()))
                 key = str(row["incident_id"]).encode()
-                value = event_value(row["payload_text"], row["hash"])
+                value = event_value(row["payload_text"], row["hash"], row["tenant"])
                 partition = _PARTITIONER(key, partitions, partitions)
                 builder = builders.get(partition)
                 if builder is None:

@@ -26,6 +26,7 @@ import asyncpg
 from ingest_worker.core.canonical import utc_timestamp
 from ingest_worker.service.cli_errors import Parser, UsageError, connect_postgres, explain
 from ingest_worker.service.config import Settings
+from ingest_worker.core.tenants import check_tenant
 from ingest_worker.service.logs import configure_logging
 
 _DEV = False
@@ -98,13 +99,13 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def cmd_verify(_: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     from ingest_worker.store.audit import verify_chains
 
     async def main() -> int:
         conn = await connect_postgres(_settings())
         try:
-            breaks = await verify_chains(conn)
+            breaks = await verify_chains(conn, getattr(args, "tenant", None))
         finally:
             await conn.close()
         for item in breaks:
@@ -127,7 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> int:
         conn = await connect_postgres(_settings())
         try:
-            diffs = await replay_check(conn)
+            diffs = await replay_check(conn, getattr(args, "tenant", None))
         finally:
             await conn.close()
         for item in diffs:
@@ -137,14 +138,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     return asyncio.run(main())
 
-
-_INCIDENTS = """
-SELECT id, incident_key, episode, title, status, severity, source_kind, env, correlation_keys,
-       occurrence_count, classification->>'error_code' AS error_code, first_seen_at, last_seen_at,
-       created_at, updated_at, acknowledged_at, mitigated_at, resolved_at, closed_at, resolved_by,
-       reopen_count, previous_incident_id
-FROM incidents ORDER BY last_seen_at DESC LIMIT $1
-"""
 
 #: `incidents --json`: column → field, named as the read API names its items' fields.
 _INCIDENT_FIELDS = {
@@ -174,10 +167,12 @@ def incident_json(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
+    from ingest_worker.service.cli_reads import incident_rows
+
     async def main() -> int:
         conn = await connect_postgres(_settings())
         try:
-            rows = await conn.fetch(_INCIDENTS, args.limit)
+            rows = await incident_rows(conn, args)
         finally:
             await conn.close()
         if args.json:
@@ -305,9 +300,13 @@ def _add_store_commands(sub: Any) -> None:
         help="one JSON object per incident and line: every field, times in RFC 3339",
     )
     incidents.add_argument("--dev", action="store_true", help=DEV_HELP)
+    from ingest_worker.service.cli_reads import add_filter_arguments
+
+    add_filter_arguments(incidents)
     incidents.set_defaults(func=cmd_incidents)
     verify = sub.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
     verify.add_argument("--dev", action="store_true", help=DEV_HELP)
+    verify.add_argument("--tenant", type=check_tenant, help="only this tenant (default: all)")
     verify.set_defaults(func=cmd_verify)
     replay = sub.add_parser("replay", help="rebuild incidents from events and compare (--check)")
     replay.add_argument(
@@ -316,6 +315,7 @@ def _add_store_commands(sub: Any) -> None:
         help="rebuild every incident from its events and compare with the table (required)",
     )
     replay.add_argument("--dev", action="store_true", help=DEV_HELP)
+    replay.add_argument("--tenant", type=check_tenant, help="only this tenant (default: all)")
     replay.set_defaults(func=cmd_replay)
 
 

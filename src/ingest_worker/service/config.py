@@ -169,6 +169,23 @@ class Settings(_SourceTopics):
         description='Occurrences before an incident opens, by source, e.g. {"alertmanager": 2}; '
         "PENDING until then (default 1: straight to OPEN).",
     )
+    tenant_from_topic_prefix: bool = Field(
+        default=False,
+        description="Take a record's tenant from its topic's `<tenant>.` prefix (e.g. "
+        "`acme.signals.alertmanager`), consuming every configured topic by pattern, bare "
+        "(the default tenant) or prefixed; otherwise from its `tenant` header.",
+    )
+    metrics_tenant_label: bool = Field(
+        default=False,
+        description="Also count signals per tenant (`ingest_tenant_signals_total`).",
+    )
+    metrics_max_tenants: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Tenants with a series of their own in `ingest_tenant_signals_total`; "
+        "later ones count as `other`.",
+    )
 
     ce_source: str = Field(
         default="ingest-worker", description="CloudEvents ce_source of published events."

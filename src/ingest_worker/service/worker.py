@@ -25,8 +25,9 @@ from ingest_worker.delivery.batches import Backoff, BatchProcessor
 from ingest_worker.delivery.consumer import BatchConsumer
 from ingest_worker.delivery.kafka import KafkaDeadLetterSink
 from ingest_worker.delivery.outbox import OutboxPublisher
+from ingest_worker.delivery.tenancy import topic_pattern
 from ingest_worker.delivery.writers import WriterChain
-from ingest_worker.metrics import Metrics
+from ingest_worker.metrics import Metrics, TenantLabels
 from ingest_worker.service import telemetry
 from ingest_worker.service.config import Settings
 from ingest_worker.service.http import HealthApp, HealthServer, HealthState
@@ -151,6 +152,12 @@ class Worker:
             on_fault=lambda active: self.health.set_fault("pipeline", active),
             on_events_written=self._wake_outbox,
             command_max_future_skew_seconds=s.command_max_future_skew_seconds,
+            tenant_from_topic_prefix=s.tenant_from_topic_prefix,
+            tenant_labels=(
+                TenantLabels(self.metrics, s.metrics_max_tenants)
+                if s.metrics_tenant_label
+                else None
+            ),
         )
         self.consumer = self.build_consumer(processor)
         self.broker = build_broker(s, graceful_timeout=s.shutdown_grace_seconds * 0.6)
@@ -238,7 +245,11 @@ class Worker:
     def subscribe(self) -> None:
         """Subscribe every signal topic of the source registry (see `BatchConsumer.subscribe`)."""
         assert self.broker is not None and self.consumer is not None
-        self.consumer.subscribe(self.broker, list(self.consumed_topics()))
+        topics = list(self.consumed_topics())
+        if self.settings.tenant_from_topic_prefix:
+            self.consumer.subscribe(self.broker, [], pattern=topic_pattern(topics))
+        else:
+            self.consumer.subscribe(self.broker, topics)
 
     def consumed_topics(self) -> dict[str, Source]:
         """Every signal topic of the registry, and the commands topic."""

@@ -1,7 +1,7 @@
 """`verify` (hash chains) and `replay --check` (projection rebuilt from events) over the store.
 
-Both stream the tables in incident id order through server-side cursors and merge them incident
-by incident, so memory stays bounded by one incident's evidence whatever the table sizes.
+Both stream the tables in (tenant, incident id) order through server-side cursors and merge
+them incident by incident (every tenant, or the one asked for), so memory stays bounded by one incident's evidence whatever the table sizes.
 They read one consistent snapshot (a read-only REPEATABLE READ transaction, or the caller's
 transaction when one is open) and never write.
 """
@@ -70,8 +70,12 @@ def _render(value: Any) -> str:
         return repr(value)
 
 
+#: An incident's place in the audit order: (tenant, incident id).
+_Key = tuple[str, uuid.UUID]
+
+
 class _Stream:
-    """A peekable stream of rows from a server-side cursor, read in incident id order."""
+    """A peekable stream of rows from a server-side cursor, read in (tenant, incident id) order."""
 
     def __init__(self, rows: AsyncIterator[asyncpg.Record], key: str) -> None:
         self._rows = rows
@@ -79,15 +83,15 @@ class _Stream:
         self._head: asyncpg.Record | None = None
         self._done = False
 
-    async def peek_id(self) -> uuid.UUID | None:
+    async def peek_id(self) -> _Key | None:
         if self._head is None and not self._done:
             try:
                 self._head = await anext(self._rows)
             except StopAsyncIteration:
                 self._done = True
-        return None if self._head is None else self._head[self._key]
+        return None if self._head is None else (self._head["tenant"], self._head[self._key])
 
-    async def take(self, incident: uuid.UUID) -> asyncpg.Record | None:
+    async def take(self, incident: _Key) -> asyncpg.Record | None:
         """The next row if it belongs to `incident`."""
         if await self.peek_id() != incident:
             return None
@@ -95,11 +99,12 @@ class _Stream:
         return row
 
 
-def _stream(conn: Connection, query: str, key: str) -> _Stream:
-    return _Stream(aiter(conn.cursor(load_queries("audit.sql")[query], prefetch=_PREFETCH)), key)
+def _stream(conn: Connection, query: str, key: str, tenant: str | None) -> _Stream:
+    sql = load_queries("audit.sql")[query]
+    return _Stream(aiter(conn.cursor(sql, tenant, prefetch=_PREFETCH)), key)
 
 
-async def _next_incident(*streams: _Stream) -> uuid.UUID | None:
+async def _next_incident(*streams: _Stream) -> _Key | None:
     ids = [i for i in [await s.peek_id() for s in streams] if i is not None]
     return min(ids) if ids else None
 
@@ -110,16 +115,18 @@ def _snapshot_transaction(conn: Connection) -> Any:
     return conn.transaction(isolation="repeatable_read", readonly=True)
 
 
-async def verify_chains(conn: Connection) -> list[ChainBreak]:
-    """Recompute every event hash and link; check seq 1..n and `incidents.last_seq`."""
+async def verify_chains(conn: Connection, tenant: str | None = None) -> list[ChainBreak]:
+    """Recompute every event hash and link; check seq 1..n and `incidents.last_seq`.
+    Every tenant's incidents, or only `tenant`'s."""
     breaks: list[ChainBreak] = []
     async with _snapshot_transaction(conn):
-        incidents = _stream(conn, "incidents_by_id", "id")
-        events = _stream(conn, "events_by_incident", "incident_id")
-        while (incident := await _next_incident(incidents, events)) is not None:
-            row = await incidents.take(incident)
+        incidents = _stream(conn, "incidents_by_id", "id", tenant)
+        events = _stream(conn, "events_by_incident", "incident_id", tenant)
+        while (key := await _next_incident(incidents, events)) is not None:
+            incident = key[1]
+            row = await incidents.take(key)
             expected_seq, prev_hash = 1, GENESIS_HASH
-            while (event := await events.take(incident)) is not None:
+            while (event := await events.take(key)) is not None:
                 problems = _event_problems(event, expected_seq, prev_hash)
                 breaks.extend(ChainBreak(incident, event["seq"], p) for p in problems)
                 expected_seq, prev_hash = event["seq"] + 1, event["hash"]
@@ -167,23 +174,24 @@ def _event_problems(event: asyncpg.Record, expected_seq: int, prev_hash: str) ->
     return problems
 
 
-async def replay_check(conn: Connection) -> list[ProjectionDiff]:
-    """Rebuild every incident from its events' `changes` alone and diff it against the tables."""
+async def replay_check(conn: Connection, tenant: str | None = None) -> list[ProjectionDiff]:
+    """Rebuild every incident from its events' `changes` alone and diff it against the tables.
+    Every tenant's incidents, or only `tenant`'s."""
     diffs: list[ProjectionDiff] = []
     async with _snapshot_transaction(conn):
-        incidents = _stream(conn, "incidents_by_id", "id")
-        events = _stream(conn, "events_by_incident", "incident_id")
-        evidence = _stream(conn, "evidence_by_incident", "incident_id")
-        while (incident := await _next_incident(incidents, events, evidence)) is not None:
-            row = await incidents.take(incident)
-            rebuilt, added = await _replay_events(incident, events, diffs)
-            _diff_row(incident, rebuilt, row, diffs)
-            await _diff_evidence(incident, added, evidence, diffs)
+        incidents = _stream(conn, "incidents_by_id", "id", tenant)
+        events = _stream(conn, "events_by_incident", "incident_id", tenant)
+        evidence = _stream(conn, "evidence_by_incident", "incident_id", tenant)
+        while (key := await _next_incident(incidents, events, evidence)) is not None:
+            row = await incidents.take(key)
+            rebuilt, added = await _replay_events(key, events, diffs)
+            _diff_row(key[1], rebuilt, row, diffs)
+            await _diff_evidence(key, added, evidence, diffs)
     return diffs
 
 
 async def _replay_events(
-    incident: uuid.UUID, events: _Stream, diffs: list[ProjectionDiff]
+    key: _Key, events: _Stream, diffs: list[ProjectionDiff]
 ) -> tuple[dict[str, Any] | None, dict[str, tuple[str, str]]]:
     """Start from the created event's snapshot, apply every later event's changes in seq order.
 
@@ -192,7 +200,8 @@ async def _replay_events(
     """
     state: dict[str, Any] | None = None
     added: dict[str, tuple[str, str]] = {}
-    while (event := await events.take(incident)) is not None:
+    incident = key[1]
+    while (event := await events.take(key)) is not None:
         where = f"incident_events seq {event['seq']}"
         try:
             state = _replay_event(incident, event, where, state, added, diffs)
@@ -264,13 +273,14 @@ def _diff_row(
 
 
 async def _diff_evidence(
-    incident: uuid.UUID,
+    key: _Key,
     added: dict[str, tuple[str, str]],
     evidence: _Stream,
     diffs: list[ProjectionDiff],
 ) -> None:
     seen: set[str] = set()
-    while (row := await evidence.take(incident)) is not None:
+    incident = key[1]
+    while (row := await evidence.take(key)) is not None:
         sha, item = row["sha256"], (row["kind"], row["ref"])
         seen.add(sha)
         where = f"incident_evidence {sha}"

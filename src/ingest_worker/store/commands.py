@@ -29,6 +29,7 @@ from ingest_worker.core.events import StatusChange, build_event, status_change
 from ingest_worker.core.lifecycle import Verb
 from ingest_worker.core.plan import ChunkWrite, Outcome, outbox_lane
 from ingest_worker.core.projection import IncidentState, timestamp_text
+from ingest_worker.core.tenants import DEFAULT_TENANT, tenant_name
 from ingest_worker.core.values import Command, SourceTransition
 from ingest_worker.store.queries import load_queries
 
@@ -36,9 +37,10 @@ from ingest_worker.store.queries import load_queries
 RESULTS_NAMESPACE = uuid.UUID("5b0c7f56-3a1e-4d1f-9a43-3f5f0c1d2e10")
 
 
-def result_id(command_id: str, content_sha256: str) -> uuid.UUID:
-    """Deterministic ce_id of a command's outcome: the same command, the same ce_id."""
-    return uuid.uuid5(RESULTS_NAMESPACE, f"{command_id}\n{content_sha256}")
+def result_id(command_id: str, content_sha256: str, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
+    """Deterministic ce_id of a command's outcome: the same command, the same ce_id (a
+    commandId is unique per tenant: outside the default tenant, `<tenant>/<commandId>`)."""
+    return uuid.uuid5(RESULTS_NAMESPACE, f"{tenant_name(tenant, command_id)}\n{content_sha256}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,9 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
 class _Writes:
     """What a batch's commands write, sent as one statement per table at the end."""
 
-    def __init__(self, lanes: int) -> None:
+    def __init__(self, lanes: int, tenant: str) -> None:
         self.lanes = lanes
+        self.tenant = tenant
         self.events = ChunkWrite()
         self.traceparents: list[str | None] = []
         self.receipts: list[tuple[Any, ...]] = []
@@ -106,7 +109,7 @@ class _Writes:
     def result(self, item: Command, result: dict[str, Any], text: str | None = None) -> None:
         """Queue `result` (`text`: its JSON, when the caller has it already)."""
         self.results.append((
-            result_id(item.command_id, item.content_sha256), item.command_id, result["outcome"],
+            result_id(item.command_id, item.content_sha256, self.tenant), item.command_id, result["outcome"],
             result.get("incidentKey") or item.command_id, text or json.dumps(result),
             item.issued_at,
         ))  # fmt: skip
@@ -116,23 +119,27 @@ class _Writes:
             self.events.incidents = len({e.incident_id for e in self.events.events})
             traceparents = self.traceparents if any(self.traceparents) else None
             self.events.check(
-                await conn.fetchrow(queries["write_chunk"], *self.events.arguments, traceparents)
+                await conn.fetchrow(
+                    queries["write_chunk"], *self.events.arguments, traceparents, self.tenant
+                )
             )
         if self.receipts:
-            await conn.execute(queries["insert_receipts"], *_columns(self.receipts))
+            await conn.execute(queries["insert_receipts"], *_columns(self.receipts), self.tenant)
         if self.results:
-            await conn.fetchrow(queries["insert_command_results"], *_columns(self.results))
+            await conn.fetchrow(
+                queries["insert_command_results"], *_columns(self.results), self.tenant
+            )
 
 
 async def target_keys(
-    conn: Any, items: Sequence[Command | SourceTransition]
+    conn: Any, items: Sequence[Command | SourceTransition], tenant: str = DEFAULT_TENANT
 ) -> list[tuple[str, str]]:
     """(incident_key, recovery_scope) of every target that exists (read before locking:
     both are immutable for an incident)."""
     queries = load_queries("store.sql")
     keys = [i.incident_key for i in items if i.incident_key is not None]
     ids = [i.incident_id for i in items if isinstance(i, Command) and i.incident_id is not None]
-    rows = await conn.fetch(queries["select_command_scopes"], keys, ids)
+    rows = await conn.fetch(queries["select_command_scopes"], keys, ids, tenant)
     return [(r["incident_key"], r["recovery_scope"]) for r in rows]
 
 
@@ -145,6 +152,7 @@ async def apply_commands(
     lanes: int,
     fresh_transitions: set[int],
     changes: list[StatusChange] | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[int, list[CommandOutcome]]:
     """Apply commands and source transitions in order; returns (events written, outcomes).
 
@@ -155,15 +163,17 @@ async def apply_commands(
     events = 0
     report: list[CommandOutcome] = []
     ids = [item.command_id for _, item in items if isinstance(item, Command)]
-    stored = {r["command_id"]: r for r in await conn.fetch(queries["select_receipts"], ids)}
+    stored = {r["command_id"]: r for r in await conn.fetch(queries["select_receipts"], ids, tenant)}
     keys = sorted({i.incident_key for _, i in items if i.incident_key is not None})
     wanted_ids: list[uuid.UUID] = []
     for _, item in items:
         if isinstance(item, Command) and item.incident_id is not None:
             with contextlib.suppress(ValueError):
                 wanted_ids.append(uuid.UUID(item.incident_id))
-    targets = _Targets(await conn.fetch(queries["select_command_targets"], keys, wanted_ids))
-    writes = _Writes(lanes)
+    targets = _Targets(
+        await conn.fetch(queries["select_command_targets"], keys, wanted_ids, tenant)
+    )
+    writes = _Writes(lanes, tenant)
     for index, item in items:
         if isinstance(item, SourceTransition) and index not in fresh_transitions:
             continue

@@ -39,14 +39,15 @@ from ingest_worker.core.events import StatusChange, status_change
 from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
 from ingest_worker.core.plan import (
     BatchPlan,
-    ChunkWrite,
     Outcome,
     StoredRecovery,
     StoreIntegrityError,
     json_text,
     outbox_lane,
 )
+from ingest_worker.core.tenants import DEFAULT_TENANT, tenant_name
 from ingest_worker.core.values import Command, IncidentInput, Recovery, SourceTransition
+from ingest_worker.store.chunks import ChunkPipeline
 from ingest_worker.store.commands import CommandOutcome, apply_commands, target_keys
 from ingest_worker.store.queries import load_queries
 
@@ -105,10 +106,15 @@ class LockTurn:
 LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
 
 
-def scope_lock_key(scope: str) -> int:
+def scope_lock_key(scope: str, tenant: str = DEFAULT_TENANT) -> int:
     """Second key of a recovery scope's advisory lock (same class as incidents): triggers and
     recoveries of one scope exclude each other, so neither misses the other."""
-    return lock_key(incident_id(f"recovery-scope:{scope}"))
+    return lock_key(incident_id(f"recovery-scope:{tenant_name(tenant, scope)}"))
+
+
+def key_lock_key(incident_key: str, tenant: str = DEFAULT_TENANT) -> int:
+    """Second key of the advisory lock of an incident key (all its episodes) in `tenant`."""
+    return lock_key(incident_id(tenant_name(tenant, incident_key)))
 
 
 #: `processed_signals` key of a recovery: its scope, in a namespace no incident key uses.
@@ -127,20 +133,25 @@ async def apply_batch(
     reopen_window: timedelta = timedelta(seconds=300),
     policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
     open_after: Mapping[str, int] | None = None,
+    tenants: Sequence[str] | None = None,
 ) -> BatchResult:
     """Apply `inputs` (triggers, recoveries, commands, source transitions) in one transaction;
     one outcome per input, in input order. Signals are folded first (set-based), then commands
     and source transitions one by one, in batch order, on the state the signals left.
 
+    `tenants[i]` is the tenant of `inputs[i]` (None: all in the default tenant); each tenant's
+    inputs are applied on its own rows only, in one transaction for the whole batch.
+
     Traced as `ingest.store`; the outbox rows of the signals' events carry its `traceparent`."""
+    settings = _Settings(outbox_lanes, reopen_window, policy, open_after)
     if not tracing.active():
-        return await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy, open_after)
+        return await _apply_batch(conn, inputs, tenants, settings)
     with tracing.span(
         "ingest.store",
         kind=tracing.SpanKind.CLIENT,
         attributes={"db.system.name": "postgresql", "ingest.store.inputs": len(inputs)},
     ) as span:
-        result = await _apply_batch(conn, inputs, outbox_lanes, reopen_window, policy, open_after)
+        result = await _apply_batch(conn, inputs, tenants, settings)
         counts: dict[str, int] = {}
         for outcome in result.outcomes:
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
@@ -154,46 +165,112 @@ async def apply_batch(
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    lanes: int
+    reopen_window: timedelta
+    policy: Mapping[Verb, frozenset[str]]
+    open_after: Mapping[str, int] | None
+
+
+class _Part:
+    """The inputs of one tenant in a batch (all of it, usually), with their own outcomes."""
+
+    def __init__(self, tenant: str, inputs: Sequence[Effect]) -> None:
+        self.tenant = tenant
+        self.inputs = inputs
+        self.outcomes = [Outcome.DUPLICATE] * len(inputs)
+        self.locks: set[int] = set()
+        self.first_of: dict[tuple[str, str], int] = {}
+        self.signal_inputs: list[IncidentInput | Recovery | None] = []
+        self.lifecycle: list[tuple[int, Command | SourceTransition]] = []
+        self.transitions: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(inputs):
+            if isinstance(item, IncidentInput):
+                self.first_of.setdefault((item.incident_key, item.signal_sha256), index)
+                self.locks.add(key_lock_key(item.incident_key, tenant))
+                self.locks.add(scope_lock_key(item.recovery_scope, tenant))
+                self.signal_inputs.append(item)
+            elif isinstance(item, Recovery):
+                self.first_of.setdefault((recovery_key(item.scope), item.signal_sha256), index)
+                self.locks.add(scope_lock_key(item.scope, tenant))
+                self.signal_inputs.append(item)
+            else:
+                self.signal_inputs.append(None)
+                self.lifecycle.append((index, item))
+                if isinstance(item, SourceTransition):
+                    self.transitions.setdefault((item.incident_key, item.signal_sha256), index)
+                if item.incident_key is not None:
+                    self.locks.add(key_lock_key(item.incident_key, tenant))
+
+    async def lock_targets(self, conn: Connection) -> None:
+        """Add the locks of the commands' targets (their keys and scopes are immutable)."""
+        if self.lifecycle:
+            targets = [item for _, item in self.lifecycle]
+            for key, scope in await target_keys(conn, targets, self.tenant):
+                self.locks.add(key_lock_key(key, self.tenant))
+                self.locks.add(scope_lock_key(scope, self.tenant))
+
+    async def apply(
+        self,
+        conn: Connection,
+        queries: Mapping[str, str],
+        settings: _Settings,
+        changes: list[StatusChange],
+    ) -> tuple[int, list[CommandOutcome]]:
+        """Apply the part under the batch's locks: (events written, command outcomes)."""
+        marks = sorted(self.first_of.keys() | self.transitions.keys())
+        # Every lane: new episodes and incidents resolved by scope are only known inside.
+        rows = await conn.fetch(
+            queries["insert_processed_signals"],
+            [k for k, _ in marks],
+            [s for _, s in marks],
+            list(range(settings.lanes)),
+            self.tenant,
+        )
+        new = {(r[0], r[1]) for r in rows}
+        fresh = [self.first_of[m] for m in sorted(self.first_of) if m in new]
+        fresh_transitions = {self.transitions[m] for m in self.transitions if m in new}
+        events = 0
+        if fresh:
+            events += await _apply_signals(conn, queries, self, fresh, settings, changes)
+        report: list[CommandOutcome] = []
+        if self.lifecycle:
+            written, report = await apply_commands(
+                conn, self.lifecycle, self.outcomes, policy=settings.policy,
+                lanes=settings.lanes, fresh_transitions=fresh_transitions, changes=changes,
+                tenant=self.tenant,
+            )  # fmt: skip
+            events += written
+        return events, report
+
+
+def _parts(
+    inputs: Sequence[Effect], tenants: Sequence[str] | None
+) -> list[tuple[_Part, list[int]]]:
+    """One part per tenant, in tenant order, each with the batch indexes of its inputs."""
+    if tenants is None or all(t == DEFAULT_TENANT for t in tenants):
+        return [(_Part(DEFAULT_TENANT, inputs), list(range(len(inputs))))]
+    if len(tenants) != len(inputs):
+        raise ValueError("tenants must align with inputs")
+    indexes: dict[str, list[int]] = {}
+    for index, tenant in enumerate(tenants):
+        indexes.setdefault(tenant, []).append(index)
+    return [(_Part(t, [inputs[i] for i in indexes[t]]), indexes[t]) for t in sorted(indexes)]
+
+
 async def _apply_batch(
     conn: Connection,
     inputs: Sequence[Effect],
-    outbox_lanes: int,
-    reopen_window: timedelta,
-    policy: Mapping[Verb, frozenset[str]],
-    open_after: Mapping[str, int] | None,
+    tenants: Sequence[str] | None,
+    settings: _Settings,
 ) -> BatchResult:
-    if outbox_lanes < 1:
+    if settings.lanes < 1:
         raise ValueError("outbox_lanes must be >= 1")
-    outcomes = [Outcome.DUPLICATE] * len(inputs)
     if not inputs:
         return BatchResult((), 0)
-    locks: set[int] = set()
-    first_of: dict[tuple[str, str], int] = {}
-    signal_inputs: list[IncidentInput | Recovery | None] = []
-    lifecycle: list[tuple[int, Command | SourceTransition]] = []
-    transitions: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(inputs):
-        if isinstance(item, IncidentInput):
-            first_of.setdefault((item.incident_key, item.signal_sha256), index)
-            locks.add(lock_key(incident_id(item.incident_key)))
-            locks.add(scope_lock_key(item.recovery_scope))
-            signal_inputs.append(item)
-        elif isinstance(item, Recovery):
-            first_of.setdefault((recovery_key(item.scope), item.signal_sha256), index)
-            locks.add(scope_lock_key(item.scope))
-            signal_inputs.append(item)
-        else:
-            signal_inputs.append(None)
-            lifecycle.append((index, item))
-            if isinstance(item, SourceTransition):
-                transitions.setdefault((item.incident_key, item.signal_sha256), index)
-            if item.incident_key is not None:
-                locks.add(lock_key(incident_id(item.incident_key)))
+    parts = _parts(inputs, tenants)
     queries = load_queries("store.sql")
-    signals = sorted(first_of)
-    marks = sorted(first_of.keys() | transitions.keys())
-    # Every lane: new episodes and incidents resolved by scope are only known inside.
-    lanes = list(range(outbox_lanes))
     turn = LOCK_TURN.get()
     if turn is not None and turn.after is not None:
         await turn.after.wait()
@@ -201,60 +278,43 @@ async def _apply_batch(
     command_report: list[CommandOutcome] = []
     changes: list[StatusChange] = []
     async with conn.transaction(isolation="read_committed"):
-        if lifecycle:
-            for key, scope in await target_keys(conn, [item for _, item in lifecycle]):
-                locks.add(lock_key(incident_id(key)))
-                locks.add(scope_lock_key(scope))
-        await conn.execute(queries["lock_incidents"], LOCK_CLASS, sorted(locks))
+        for part, _ in parts:
+            await part.lock_targets(conn)
+        # Every tenant's locks in one statement, in one order: no deadlock between writers.
+        locks = sorted(set().union(*(part.locks for part, _ in parts)))
+        await conn.execute(queries["lock_incidents"], LOCK_CLASS, locks)
         if turn is not None:
             turn.locked.set()
-        rows = await conn.fetch(
-            queries["insert_processed_signals"],
-            [k for k, _ in marks],
-            [s for _, s in marks],
-            lanes,
-        )
-        new = {(r[0], r[1]) for r in rows}
-        fresh = [first_of[m] for m in signals if m in new]
-        fresh_transitions = {transitions[m] for m in transitions if m in new}
-        if fresh:
-            events += await _apply_signals(
-                conn,
-                queries,
-                signal_inputs,
-                fresh,
-                outcomes,
-                outbox_lanes,
-                reopen_window,
-                changes,
-                open_after,
-            )
-        if lifecycle:
-            written, command_report = await apply_commands(
-                conn, lifecycle, outcomes, policy=policy, lanes=outbox_lanes,
-                fresh_transitions=fresh_transitions, changes=changes,
-            )  # fmt: skip
+        for part, _ in parts:
+            written, report = await part.apply(conn, queries, settings, changes)
             events += written
+            command_report.extend(report)
+    if len(parts) == 1:
+        outcomes = parts[0][0].outcomes
+    else:
+        outcomes = [Outcome.DUPLICATE] * len(inputs)
+        for part, indexes in parts:
+            for index, outcome in zip(indexes, part.outcomes, strict=True):
+                outcomes[index] = outcome
     return BatchResult(tuple(outcomes), events, tuple(command_report), tuple(changes))
 
 
 async def _apply_signals(
     conn: Connection,
     queries: Mapping[str, str],
-    inputs: Sequence[IncidentInput | Recovery | None],
+    part: _Part,
     fresh: list[int],
-    outcomes: list[Outcome],
-    outbox_lanes: int,
-    reopen_window: timedelta,
+    settings: _Settings,
     changes: list[StatusChange],
-    open_after: Mapping[str, int] | None = None,
 ) -> int:
+    inputs, outcomes, tenant = part.signal_inputs, part.outcomes, part.tenant
     plan = BatchPlan(
         inputs,  # type: ignore[arg-type]  # indexes of `fresh` are never None
         fresh,
-        outbox_lanes,
-        reopen_window=reopen_window,
-        open_after=open_after,
+        settings.lanes,
+        reopen_window=settings.reopen_window,
+        open_after=settings.open_after,
+        tenant=tenant,
     )
     for index in fresh:  # a new recovery is `recovered`, whether or not it resolved anything
         if isinstance(inputs[index], Recovery):
@@ -263,7 +323,7 @@ async def _apply_signals(
         {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
         | set(plan.recovery_scopes)
     )
-    for row in await conn.fetch(queries["select_recoveries"], scopes):
+    for row in await conn.fetch(queries["select_recoveries"], scopes, tenant):
         plan.add_stored_recovery(
             row["scope"], StoredRecovery(row["signal_time"], row["signal_sha256"])
         )
@@ -275,20 +335,21 @@ async def _apply_signals(
             [r.signal_sha256 for r in recoveries],
             [r.source_kind for r in recoveries],
             [r.signal_time for r in recoveries],
+            tenant,
         )
     for row in await conn.fetch(
-        queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes
+        queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes, tenant
     ):
         plan.add_stored(row)
     if probe := plan.evidence_probe():
         found = await conn.fetch(
-            queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe]
+            queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe], tenant
         )
         plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
     events = 0
     written: list[str] = []
     traceparent = tracing.current_traceparent()
-    async with _Pipeline(conn, queries["write_chunk"], traceparent) as pipeline:
+    async with ChunkPipeline(conn, queries["write_chunk"], tenant, traceparent) as pipeline:
         for chunk in plan.chunks(CHUNK_SIGNALS):
             write = plan.compute(chunk, outcomes)
             events += len(write.events)
@@ -298,49 +359,6 @@ async def _apply_signals(
                 written.extend(str(e.incident_id) for e in write.events)
     tracing.set_incidents(tracing.current_span(), ids=written)
     return events
-
-
-class _Pipeline:
-    """Runs chunk writes one at a time, each while the caller computes the next chunk.
-
-    On exit the last write is awaited. After an error, a write still in flight is awaited (its
-    own error ignored) so that the transaction rolls back on an idle connection.
-    """
-
-    def __init__(self, conn: Connection, query: str, traceparent: str | None = None) -> None:
-        self._conn = conn
-        self._query = query
-        self._traceparent = traceparent
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Pipeline:
-        return self
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        if exc_type is None:
-            await task
-            return
-        try:
-            await asyncio.wait([task])  # the statement in flight finishes, whatever its outcome
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not task.cancelled():
-            task.exception()  # retrieved: the error already propagating is the one that counts
-
-    async def send(self, write: ChunkWrite) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-        self._task = asyncio.create_task(self._write(write))
-        await asyncio.sleep(0)  # the task sends its statement now, before the caller computes on
-
-    async def _write(self, write: ChunkWrite) -> None:
-        traceparents = [self._traceparent] * len(write.events) if self._traceparent else None
-        write.check(await self._conn.fetchrow(self._query, *write.arguments, traceparents))
 
 
 async def init_connection(conn: Connection) -> None:

@@ -94,7 +94,10 @@ class PostgresIncidentStore:
         self._policy = policy
         self._open_after = dict(open_after or {})
 
-    async def apply(self, inputs: Sequence[Effect]) -> BatchResult:
+    async def apply(
+        self, inputs: Sequence[Effect], *, tenants: Sequence[str] | None = None
+    ) -> BatchResult:
+        """`tenants[i]`: the tenant of `inputs[i]` (None: all the default tenant's)."""
         try:
             async with self._pool.acquire(timeout=10) as conn:
                 return await apply_batch(
@@ -104,6 +107,7 @@ class PostgresIncidentStore:
                     reopen_window=self._reopen_window,
                     policy=self._policy,
                     open_after=self._open_after,
+                    tenants=tenants,
                 )
         except asyncio.CancelledError:
             raise

@@ -17,6 +17,7 @@ from ingest_worker.service.gateway.connections import guarded_h11
 from ingest_worker.service.gateway.credentials import CredentialStore
 from ingest_worker.service.gateway.forwarder import Forwarder
 from ingest_worker.service.gateway.metrics import GatewayMetrics
+from ingest_worker.service.gateway.read_backend import attach_backend
 from ingest_worker.service.gateway.settings import GatewaySettings
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.registry import SOURCES
@@ -59,6 +60,7 @@ class GatewayServer:
             metrics=self.metrics,
             schemes=schemes,
         )
+        self.reads = attach_backend(self.app, settings, config)
         self.sources = [s.name for s in sources]
         uvicorn_config = uvicorn.Config(
             self.app,
@@ -94,6 +96,8 @@ class GatewayServer:
                 "gateway_sources_without_credentials_refused", sources=sorted(set(unprotected))
             )
         await self.forwarder.start()
+        if self.reads is not None:
+            await self.reads.start()
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -106,9 +110,13 @@ class GatewayServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, then flush and close the producer."""
         self._server.should_exit = True
+        if self.reads is not None:
+            self.reads.closing()  # streams never end by themselves
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, self.settings.shutdown_grace_seconds + 5)
+        if self.reads is not None:
+            await self.reads.stop()
         await self.forwarder.stop()
         telemetry.flush()
 

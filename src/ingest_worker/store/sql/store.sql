@@ -1,5 +1,8 @@
 -- Queries of the batch write path (ingest_worker.store). jsonb travels as text both ways so
 -- that the queries work whatever jsonb codec the connection has.
+-- Every query is scoped to one tenant, its last parameter: the worker's role sees every
+-- tenant's rows (row-level security lets the writer through), so the predicates here do the
+-- scoping, and each leads an index probe.
 
 -- name: lock_incidents
 -- Transaction-scoped advisory locks on the batch's incidents, taken in ascending key order so
@@ -18,8 +21,8 @@ WITH new_lanes AS (
     ORDER BY l.lane
     ON CONFLICT ON CONSTRAINT outbox_lanes_pkey DO NOTHING
 )
-INSERT INTO processed_signals (incident_key, signal_sha256)
-SELECT u.incident_key, u.signal_sha256
+INSERT INTO processed_signals (tenant, incident_key, signal_sha256)
+SELECT $4::text, u.incident_key, u.signal_sha256
 FROM unnest($1::text[], $2::text[]) AS u(incident_key, signal_sha256)
 ON CONFLICT ON CONSTRAINT processed_signals_pkey DO NOTHING
 RETURNING incident_key, signal_sha256;
@@ -34,6 +37,7 @@ WITH wanted AS (
     UNION
     SELECT a.incident_key FROM incidents AS a
     WHERE cardinality($2::text[]) > 0
+      AND a.tenant = $3::text
       AND a.recovery_scope = ANY($2::text[])
       AND a.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED')
 )
@@ -46,11 +50,12 @@ SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env
 FROM wanted AS w
 CROSS JOIN LATERAL (
     SELECT * FROM incidents AS n
-    WHERE n.incident_key = w.incident_key
+    WHERE n.tenant = $3::text AND n.incident_key = w.incident_key
     ORDER BY n.episode DESC
     LIMIT 1
 ) AS i
-LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq;
+LEFT JOIN incident_events AS e
+    ON e.tenant = $3::text AND e.incident_id = i.id AND e.seq = i.last_seq;
 
 -- name: select_recoveries
 -- The newest recovery of each given scope ($1, distinct), stored before this batch: one index
@@ -60,14 +65,14 @@ FROM unnest($1::text[]) AS u(scope)
 CROSS JOIN LATERAL (
     SELECT n.signal_time, n.signal_sha256
     FROM recoveries AS n
-    WHERE n.scope = u.scope
+    WHERE n.tenant = $2::text AND n.scope = u.scope
     ORDER BY n.signal_time DESC, n.signal_sha256 DESC
     LIMIT 1
 ) AS r;
 
 -- name: insert_recoveries
-INSERT INTO recoveries (scope, signal_sha256, source_kind, signal_time)
-SELECT u.scope, u.signal_sha256, u.source_kind, u.signal_time
+INSERT INTO recoveries (tenant, scope, signal_sha256, source_kind, signal_time)
+SELECT $5::text, u.scope, u.signal_sha256, u.source_kind, u.signal_time
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
      AS u(scope, signal_sha256, source_kind, signal_time)
 ON CONFLICT ON CONSTRAINT recoveries_pkey DO NOTHING;
@@ -79,7 +84,7 @@ SELECT u.incident_id, u.sha256
 FROM unnest($1::uuid[], $2::text[]) AS u(incident_id, sha256)
 CROSS JOIN LATERAL (
     SELECT FROM incident_evidence AS e
-    WHERE e.incident_id = u.incident_id AND e.sha256 = u.sha256
+    WHERE e.tenant = $3::text AND e.incident_id = u.incident_id AND e.sha256 = u.sha256
     LIMIT 1
 ) AS found;
 
@@ -98,12 +103,12 @@ WITH chunk AS MATERIALIZED (
     ORDER BY c.payload ->> 'incident_id', (c.payload ->> 'seq')::int4 DESC
 ), upserted AS (
     INSERT INTO incidents AS i (
-        id, incident_key, source_kind, severity, status, title, env, classification,
+        tenant, id, incident_key, source_kind, severity, status, title, env, classification,
         source_primary, correlation_keys, first_seen_at, last_seen_at, occurrence_count,
         last_seq, lead_signal_at, lead_signal_sha256, episode, previous_incident_id,
         recovery_scope, acknowledged_at, mitigated_at, resolved_at, closed_at, resolved_by,
         reopen_count)
-    SELECT r.id, r.incident_key, r.source_kind, r.severity, r.status, r.title, r.env,
+    SELECT $7::text, r.id, r.incident_key, r.source_kind, r.severity, r.status, r.title, r.env,
            r.classification, r.source_primary, r.correlation_keys, r.first_seen_at,
            r.last_seen_at, r.occurrence_count, r.last_seq, r.lead_signal_at,
            r.lead_signal_sha256, r.episode, r.previous_incident_id, r.recovery_scope,
@@ -137,27 +142,27 @@ WITH chunk AS MATERIALIZED (
     RETURNING 1
 ), new_events AS (
     INSERT INTO incident_events (
-        id, incident_id, seq, type, occurred_at, payload, prev_hash, hash)
-    SELECT (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
+        tenant, id, incident_id, seq, type, occurred_at, payload, prev_hash, hash)
+    SELECT $7::text, (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
            (c.payload ->> 'seq')::int4, c.payload ->> 'type',
            (c.payload ->> 'occurred_at')::timestamptz, c.payload, c.payload ->> 'prev_hash',
            c.hash
     FROM chunk AS c
     RETURNING 1
 ), new_outbox AS (
-    INSERT INTO outbox (event_id, incident_id, seq, lane, traceparent)
-    SELECT (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
+    INSERT INTO outbox (tenant, event_id, incident_id, seq, lane, traceparent)
+    SELECT $7::text, (c.payload ->> 'id')::uuid, (c.payload ->> 'incident_id')::uuid,
            (c.payload ->> 'seq')::int4, c.lane, c.traceparent
     FROM chunk AS c
     RETURNING 1
 ), new_evidence AS (
-    INSERT INTO incident_evidence (incident_id, kind, ref, sha256, payload, observed_at)
-    SELECT (c.payload ->> 'incident_id')::uuid, a.item ->> 'kind', a.item ->> 'ref',
+    INSERT INTO incident_evidence (tenant, incident_id, kind, ref, sha256, payload, observed_at)
+    SELECT $7::text, (c.payload ->> 'incident_id')::uuid, a.item ->> 'kind', a.item ->> 'ref',
            a.item ->> 'sha256', x.payload::jsonb, (c.payload ->> 'occurred_at')::timestamptz
     FROM chunk AS c
     CROSS JOIN LATERAL jsonb_array_elements(c.payload -> 'changes' -> 'evidence_added') AS a(item)
     JOIN unnest($4::text[], $5::text[]) AS x(sha256, payload) ON x.sha256 = a.item ->> 'sha256'
-    ON CONFLICT ON CONSTRAINT incident_evidence_incident_id_sha256_key DO NOTHING
+    ON CONFLICT ON CONSTRAINT incident_evidence_tenant_incident_id_sha256_key DO NOTHING
     RETURNING 1
 )
 SELECT pg_notify('ingest_outbox', '') AS notified,
@@ -175,14 +180,16 @@ SELECT pg_notify('ingest_outbox', '') AS notified,
 SELECT k.incident_key, k.recovery_scope
 FROM unnest($1::text[]) AS u(k)
 CROSS JOIN LATERAL (
-    SELECT n.incident_key, n.recovery_scope FROM incidents AS n WHERE n.incident_key = u.k
+    SELECT n.incident_key, n.recovery_scope FROM incidents AS n
+    WHERE n.tenant = $3::text AND n.incident_key = u.k
     OFFSET 0
 ) AS k
 UNION
 SELECT d.incident_key, d.recovery_scope
 FROM unnest($2::uuid[]) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT n.incident_key, n.recovery_scope FROM incidents AS n WHERE n.id = u.id
+    SELECT n.incident_key, n.recovery_scope FROM incidents AS n
+    WHERE n.tenant = $3::text AND n.id = u.id
     OFFSET 0
 ) AS d;
 
@@ -194,12 +201,12 @@ WITH wanted AS (
     SELECT n.id FROM unnest($1::text[]) AS u(k)
     CROSS JOIN LATERAL (
         SELECT a.id FROM incidents AS a
-        WHERE a.incident_key = u.k
+        WHERE a.tenant = $3::text AND a.incident_key = u.k
         ORDER BY a.episode DESC
         LIMIT 1
     ) AS n
     UNION
-    SELECT b.id FROM incidents AS b WHERE b.id = ANY($2::uuid[])
+    SELECT b.id FROM incidents AS b WHERE b.tenant = $3::text AND b.id = ANY($2::uuid[])
 )
 SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
@@ -208,19 +215,21 @@ SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env
        i.recovery_scope, i.acknowledged_at, i.mitigated_at, i.resolved_at, i.closed_at,
        i.resolved_by, i.reopen_count, e.hash AS head_hash
 FROM wanted AS w
-JOIN incidents AS i ON i.id = w.id
-LEFT JOIN incident_events AS e ON e.incident_id = i.id AND e.seq = i.last_seq;
+JOIN incidents AS i ON i.tenant = $3::text AND i.id = w.id
+LEFT JOIN incident_events AS e
+    ON e.tenant = $3::text AND e.incident_id = i.id AND e.seq = i.last_seq;
 
 -- name: select_receipts
 SELECT command_id, content_sha256, outcome, reason, result::text AS result
 FROM command_receipts
-WHERE command_id = ANY($1::text[]);
+WHERE tenant = $2::text AND command_id = ANY($1::text[]);
 
 -- name: insert_receipts
 -- The receipts of a batch's new commands, one statement.
 INSERT INTO command_receipts (
-    command_id, content_sha256, type, incident_id, outcome, reason, event_id, issued_at, result)
-SELECT u.command_id, u.content_sha256, u.type, u.incident_id, u.outcome, u.reason, u.event_id,
+    tenant, command_id, content_sha256, type, incident_id, outcome, reason, event_id, issued_at,
+    result)
+SELECT $10::text, u.command_id, u.content_sha256, u.type, u.incident_id, u.outcome, u.reason, u.event_id,
        u.issued_at, u.result::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::uuid[],
             $8::timestamptz[], $9::text[])
@@ -232,8 +241,9 @@ ORDER BY u.n;
 -- The outcomes to publish, in batch order (created_at is per row); the same command again
 -- queues the same id (at least once, same ce_id). Then it wakes the outbox publisher.
 WITH queued AS (
-    INSERT INTO command_results_outbox (id, command_id, outcome, subject, payload, occurred_at)
-    SELECT u.id, u.command_id, u.outcome, u.subject, u.payload::jsonb, u.occurred_at
+    INSERT INTO command_results_outbox (
+        tenant, id, command_id, outcome, subject, payload, occurred_at)
+    SELECT $7::text, u.id, u.command_id, u.outcome, u.subject, u.payload::jsonb, u.occurred_at
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
          WITH ORDINALITY AS u(id, command_id, outcome, subject, payload, occurred_at, n)
     ORDER BY u.n
