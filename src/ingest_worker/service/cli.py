@@ -24,9 +24,9 @@ from typing import Any
 import asyncpg
 
 from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.core.tenants import check_tenant
 from ingest_worker.service.cli_errors import Parser, UsageError, connect_postgres, explain
 from ingest_worker.service.config import Settings
-from ingest_worker.core.tenants import check_tenant
 from ingest_worker.service.logs import configure_logging
 
 _DEV = False

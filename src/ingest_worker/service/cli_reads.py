@@ -48,9 +48,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--status", action="append", choices=[s.value for s in Status], help="repeatable"
     )
-    parser.add_argument(
-        "--severity", action="append", choices=("RED", "YELLOW"), help="repeatable"
-    )
+    parser.add_argument("--severity", action="append", choices=("RED", "YELLOW"), help="repeatable")
     parser.add_argument("--source", action="append", help="source kind (repeatable)")
     parser.add_argument("--env", action="append", help="environment (repeatable)")
     parser.add_argument(

@@ -170,7 +170,7 @@ def decode_record(
     `detail-type` or `detail` is an EventBridge event, else the seed shape; on `runner` a value
     with `workflow_job` is a GitHub webhook payload, else the seed shape.
     """
-    return decode_object(source, parse_object(value, max_bytes=max_bytes))
+    return decode_object(source, parse_object(value, max_bytes=max_bytes), record_time)
 
 
 def parse_object(value: bytes | None, *, max_bytes: int) -> dict[str, Any]:
@@ -209,7 +209,9 @@ def parse_object(value: bytes | None, *, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-def decode_object(source: Source | str, data: dict[str, Any]) -> Inputs:
+def decode_object(
+    source: Source | str, data: dict[str, Any], record_time: datetime | None = None
+) -> Inputs:
     """The incident inputs of a JSON object of `source` (parsed by `parse_object`)."""
     found = source_named(source) if isinstance(source, str) else source
     if found is None:

@@ -45,6 +45,7 @@ def _rows(model: type[BaseSettings]) -> list[str]:
 def configuration_reference() -> str:
     """The page: every `INGEST_*` variable of the worker and of the gateway."""
     from ingest_worker.service.config import Settings
+    from ingest_worker.service.gateway.read_backend import ReadSettings
     from ingest_worker.service.gateway.settings import GatewaySettings
 
     header = ["| variable | default | meaning |", "|---|---|---|"]
@@ -75,5 +76,12 @@ def configuration_reference() -> str:
         "",
         *header,
         *_rows(GatewaySettings),
+        "",
+        "## Read API and live stream",
+        "",
+        "Read by the gateway when it serves the read routes (`INGEST_GATEWAY_ROUTES` with `read`).",
+        "",
+        *header,
+        *_rows(ReadSettings),
     ]
     return "\n".join(lines) + "\n"
