@@ -261,9 +261,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         with contextlib.suppress(KeyboardInterrupt):
             from ingest_worker.service import runtime
+            from ingest_worker.service.cli_notify import with_notifier
 
+            worker = with_notifier(settings, _run_worker)
             return runtime.run(
-                lambda: with_gateway(settings, _run_worker, gateway),
+                lambda: with_gateway(settings, worker, gateway),
                 event_loop=settings.event_loop,
             )
     return 0
@@ -328,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ingest_worker.service.cli_lifecycle import add_lifecycle_commands
 
     add_lifecycle_commands(sub, _settings, dev_help)
+    from ingest_worker.service.cli_notify import add_notify_command
+
+    add_notify_command(sub, _settings, dev_help)
     return parser
 
 
