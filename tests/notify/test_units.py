@@ -269,3 +269,15 @@ def test_backoff_doubles_is_capped_and_jittered() -> None:
     assert 0.5 <= delays[0] <= 1.0 and 2.0 <= delays[2] <= 4.0
     assert all(d <= 8.0 for d in delays) and delays[-1] >= 4.0
     assert len({policy.delay(3) for _ in range(20)}) > 1
+
+
+def test_the_documented_verification_snippet_verifies_our_signatures() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "notifications.md").read_text()
+    snippet = docs.split("Verifying, in Python")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict[str, object] = {}
+    exec(snippet, namespace)  # noqa: S102 - the documentation's own code
+    doc_verify = namespace["verify"]
+    body = b'{"id":"evt-9"}'
+    headers = signed_headers([secret_key(SECRET_A), secret_key(SECRET_B)], "evt-9", _now(), body)
+    assert doc_verify(SECRET_A, headers, body) and doc_verify(SECRET_B, headers, body)  # type: ignore[operator]
+    assert not doc_verify(SECRET_A, headers, body + b"x")  # type: ignore[operator]
