@@ -3,8 +3,9 @@ topic to its delivery to one HTTP subscription, at an offered signal rate.
 
     python -m bench.notify [--rate 1000] [--duration 10]
 
-Starts `ingest-worker dev` (embedded PostgreSQL and broker, worker, notifier) on ports of its own
-with one `generic` subscription, signed, pointing at a receiver in this process that answers 200.
+Starts `ingest-worker dev` (embedded PostgreSQL and broker, worker) on ports of its own and
+`ingest-worker notify` beside it with one `generic` subscription, signed, pointing at a receiver
+in this process that answers 200.
 Produces unique RED deploy-status signals at `--rate` per second (each opens an incident: one
 `incident.created` event), watches the events topic for each event's publication time (the
 record's broker timestamp) and reports p50 / p99 of delivery time minus publication time.
@@ -145,36 +146,42 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             **os.environ,
             "INGEST_DEV_KAFKA_PORT": str(PORTS["kafka"]), "INGEST_DEV_POSTGRES_PORT": str(PORTS["postgres"]),
             "INGEST_HTTP_PORT": str(PORTS["http"]), "INGEST_GATEWAY_PORT": str(PORTS["gateway"]),
-            "INGEST_NOTIFY_HTTP_PORT": str(PORTS["notify"]), "INGEST_SUBSCRIPTIONS_FILE": str(subs),
             "INGEST_LOG_LEVEL": "WARNING",
         }  # fmt: skip
         exe = str(Path(sys.executable).with_name("ingest-worker"))
-        dev = subprocess.Popen(
-            [exe, "dev"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        dev = subprocess.Popen([exe, "dev"], env=env, **quiet)
+        # The notifier in its own process, as deployed (beside `dev`'s worker it would share
+        # the worker's event loop).
+        notify_env = {
+            **env, "INGEST_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{PORTS['kafka']}",
+            "INGEST_NOTIFY_HTTP_PORT": str(PORTS["notify"]), "INGEST_SUBSCRIPTIONS_FILE": str(subs),
+            "INGEST_NOTIFY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        }  # fmt: skip
+        notify: subprocess.Popen[bytes] | None = None
         try:
-            await wait_ready(dev)
+            await wait_ready(dev, "http")
+            notify = subprocess.Popen([exe, "notify"], env=notify_env, **quiet)
+            await wait_ready(notify, "notify")
             return await run_phase(receiver, args.rate, args.duration)
         finally:
-            dev.terminate()
-            await asyncio.to_thread(dev.wait, 60)
+            for proc in (notify, dev):
+                if proc is not None:
+                    proc.terminate()
+                    await asyncio.to_thread(proc.wait, 60)
 
 
-async def wait_ready(dev: subprocess.Popen[bytes]) -> None:
+async def wait_ready(proc: subprocess.Popen[bytes], port: str) -> None:
     deadline = time.monotonic() + 120
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
             try:
-                ready = [
-                    (await client.get(f"http://127.0.0.1:{PORTS[p]}/readyz")).status_code == 200
-                    for p in ("http", "notify")
-                ]
-                if all(ready):
+                if (await client.get(f"http://127.0.0.1:{PORTS[port]}/readyz")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline or dev.poll() is not None:
-                raise SystemExit("ingest-worker dev (with the notifier) did not become ready")
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{proc.args} did not become ready")
             await asyncio.sleep(0.5)
 
 
@@ -184,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0)
     args = p.parse_args(argv)
     result = asyncio.run(main_async(args))
+    # The machine's load during the run: the notifier is CPU-bound once starved.
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    result["cpus"] = os.cpu_count()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "notify.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
@@ -192,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {result['offered_per_s']:.0f} | {result['signals']} | {result['events_published']} | "
         f"{result['delivered']} | {result['p50_ms']} | {result['p99_ms']} | {result['max_ms']} |",
+        "", f"Load average (1 min) at the end of the run: {result['load_average_1m']} on {result['cpus']} CPUs.",
     ]  # fmt: skip
     (RESULTS / "notify.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

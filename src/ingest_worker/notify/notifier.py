@@ -50,6 +50,8 @@ class NotifierConfig:
     commit_interval: float = 1.0
     max_poll_records: int = 500
     session_timeout_ms: int = 10_000
+    #: How long the broker may hold a fetch while it has less than one record to return.
+    fetch_max_wait_ms: int = 20
     auto_offset_reset: str = "earliest"
 
 
@@ -137,6 +139,7 @@ class Notifier:
             enable_auto_commit=False,
             auto_offset_reset=c.auto_offset_reset,
             session_timeout_ms=c.session_timeout_ms,
+            fetch_max_wait_ms=c.fetch_max_wait_ms,
             metadata_max_age_ms=5000,
         )
         await self._producer.start()

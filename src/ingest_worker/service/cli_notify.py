@@ -69,6 +69,7 @@ def notifier_config(settings: Settings, *, dev: bool) -> NotifierConfig:
         ),
         client_id=f"{settings.client_id}-notify",
         session_timeout_ms=settings.session_timeout_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         auto_offset_reset=settings.auto_offset_reset,
     )
 
