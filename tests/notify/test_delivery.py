@@ -224,3 +224,31 @@ async def test_a_receiver_down_past_max_age_pauses_parks_and_replay_sends_again(
         verify(SECRET_A, request.headers, request.body)
     (again,) = await replay(subs, config, max_seconds=5)
     assert again.sent == 0  # the replay position moved past what was sent
+
+
+async def test_two_replicas_in_one_group_deliver_everything_and_commit_it(
+    notify_settings: Callable[..., Settings], receivers: Any
+) -> None:
+    settings = notify_settings()
+    endpoint: Receiver = await receivers(always(Answer()))
+    subs = subscriptions({"id": "both", "url": endpoint.url, "format": "generic"})
+    records = [event_record(f"inc-{n}", 1, "incident.created") for n in range(30)]
+    async with running(settings, subs) as first, running(settings, subs) as second:
+        await publish(settings, records)
+        await endpoint.wait_for(30)
+        await _all_committed_together([first, second], 30)
+    ids = {r.headers["webhook-id"] for r in endpoint.requests}
+    assert ids == {f"inc-{n}-evt-1" for n in range(30)}
+
+
+async def _all_committed_together(notifiers: list[Any], count: int) -> None:
+    from tests.support import eventually
+
+    def done() -> bool:
+        committed: dict[tuple[str, int], int] = {}
+        for notifier in notifiers:
+            for key, book in notifier.book._partitions.items():
+                committed[key] = max(committed.get(key, 0), book.committed or 0)
+        return sum(committed.values()) == count
+
+    await eventually(done, timeout=30, what="offsets committed by the replicas")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +76,8 @@ async def test_sigkill_in_the_middle_of_a_delivery_loses_nothing(
         state["hang"] = False
         proc = _start(settings, subs, log, free_port())
         await _await_ids(receiver, {r[2][1][1].decode() for r in records}, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0  # a SIGTERM stops it cleanly
     finally:
         proc.kill()
         proc.wait(10)
