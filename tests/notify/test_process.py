@@ -101,3 +101,19 @@ async def _await_ids(receiver: Receiver, wanted: set[str], log: Path) -> None:
         except TimeoutError:
             continue
         await asyncio.sleep(0)
+
+
+def test_notify_without_a_file_and_replay_of_an_unknown_subscription_exit_2(
+    tmp_path: Path,
+) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run([EXE, "notify"], env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 2 and b"INGEST_SUBSCRIPTIONS_FILE" in done.stderr
+    path = tmp_path / "subs.yaml"
+    path.write_text("subscriptions:\n  - {id: a, url: 'https://a.example.com/', format: slack}\n")
+    env["INGEST_SUBSCRIPTIONS_FILE"] = str(path)
+    done = subprocess.run(
+        [EXE, "notify", "replay", "--subscription", "b"],
+        env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and b"no such subscription in the file: b" in done.stderr

@@ -235,6 +235,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ingest-worker"
     exe = ".venv/bin/ingest-worker" if Path(".venv/bin/ingest-worker").exists() else exe
+    from ingest_worker.service.cli_notify import with_notifier
+
+    worker = with_notifier(settings, _run_worker)  # a bad subscriptions file exits 2 here
     with contextlib.ExitStack() as stack:
         print(
             f"starting embedded PostgreSQL on 127.0.0.1:{pg_port} and broker on "
@@ -261,9 +264,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         with contextlib.suppress(KeyboardInterrupt):
             from ingest_worker.service import runtime
-            from ingest_worker.service.cli_notify import with_notifier
 
-            worker = with_notifier(settings, _run_worker)
             return runtime.run(
                 lambda: with_gateway(settings, worker, gateway),
                 event_loop=settings.event_loop,

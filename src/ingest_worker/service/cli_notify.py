@@ -174,6 +174,11 @@ def with_notifier(
     if not settings.subscriptions_file:
         return run
     subscriptions = load_or_exit(settings)
+    print(
+        f"notifications: {len(subscriptions)} subscription(s) from {settings.subscriptions_file}"
+        f" (loopback allowed); notifier metrics on :{settings.notify_http_port}/metrics",
+        flush=True,
+    )
 
     async def both(current: Settings) -> int:
         stop = asyncio.Event()
