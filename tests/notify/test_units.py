@@ -281,3 +281,16 @@ def test_the_documented_verification_snippet_verifies_our_signatures() -> None:
     headers = signed_headers([secret_key(SECRET_A), secret_key(SECRET_B)], "evt-9", _now(), body)
     assert doc_verify(SECRET_A, headers, body) and doc_verify(SECRET_B, headers, body)  # type: ignore[operator]
     assert not doc_verify(SECRET_A, headers, body + b"x")  # type: ignore[operator]
+
+
+async def test_a_checked_name_is_reused_for_a_while_and_a_refusal_is_never_cached() -> None:
+    policy = DestinationPolicy.from_config([], allow_loopback=True)
+    first = await policy.resolve("localhost", 80)
+    assert first.is_loopback
+    assert ("localhost", 80) in policy._cache
+    assert await policy.resolve("localhost", 80) == first
+    strict = DestinationPolicy.from_config([], allow_loopback=False)
+    for _ in range(2):
+        with pytest.raises(DestinationRefused):
+            await strict.resolve("localhost", 80)
+    assert strict._cache == {}

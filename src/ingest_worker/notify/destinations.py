@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+#: How long a checked name's address is reused (a resolver call per request is too slow at
+#: a thousand events a second; the request still goes to the checked address).
+RESOLVE_TTL_SECONDS = 30.0
 
 
 class DestinationRefused(Exception):
@@ -29,6 +33,10 @@ class DestinationPolicy:
     """Addresses that are not global are refused unless one of `allowed` holds them."""
 
     allowed: tuple[Network, ...] = ()
+    #: (host, port) → (monotonic expiry, checked address)
+    _cache: dict[tuple[str, int], tuple[float, Address]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_config(cls, networks: Sequence[str], *, allow_loopback: bool) -> DestinationPolicy:
@@ -44,7 +52,17 @@ class DestinationPolicy:
         return address.is_global and not address.is_multicast
 
     async def resolve(self, host: str, port: int) -> Address:
-        """The first permitted address of `host`; DestinationRefused when none is."""
+        """The first address of `host`, checked; DestinationRefused when one is not permitted."""
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        address = await self._resolve(host, port)
+        if len(self._cache) > 1024:
+            self._cache.clear()
+        self._cache[(host, port)] = (time.monotonic() + RESOLVE_TTL_SECONDS, address)
+        return address
+
+    async def _resolve(self, host: str, port: int) -> Address:
         try:
             literal: Address | None = ipaddress.ip_address(host)
         except ValueError:
