@@ -73,6 +73,38 @@ async def _scrape_gateway(settings: Settings, log: Path) -> str:
             proc.kill()
 
 
+async def _scrape_notify(settings: Settings, tmp_path: Path) -> str:
+    """`ingest-worker notify` in its own process, with one subscription: its /metrics."""
+    port = free_port()
+    subscriptions = tmp_path / "subscriptions.json"
+    subscriptions.write_text(
+        '{"subscriptions": [{"id": "scrape", "url": "https://example.com/", "format": "generic"}]}'
+    )
+    env = worker_environment(settings, free_port())
+    env["INGEST_NOTIFY_HTTP_PORT"] = str(port)
+    env["INGEST_SUBSCRIPTIONS_FILE"] = str(subscriptions)
+    env["INGEST_NOTIFY_ALLOWED_NETWORKS"] = "[]"
+    log = tmp_path / "notify.log"
+    exe = Path(sys.executable).with_name("ingest-worker")
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(exe), "notify"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while (result := await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics"))[
+            0
+        ] != 200:
+            assert proc.poll() is None, f"notify exited {proc.returncode}: {log.read_text()}"
+            assert time.monotonic() < deadline, f"notify not serving: {log.read_text()}"
+            await asyncio.sleep(0.1)
+        return result[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture
 async def exported(make_settings: Callable[..., Settings], tmp_path: Path) -> dict[str, str]:
     """metric family → type, from the worker's (and the gateway's, if any) /metrics."""
@@ -92,6 +124,8 @@ async def exported(make_settings: Callable[..., Settings], tmp_path: Path) -> di
     assert "ingest_ready" in families, text[:2000]
     if "gateway" in _cli_commands() and not os.environ.get("INGEST_DEPLOY_SKIP_GATEWAY"):
         families |= exposed_families(await _scrape_gateway(settings, tmp_path / "gateway.log"))
+    if "notify" in _cli_commands():
+        families |= exposed_families(await _scrape_notify(settings, tmp_path))
     return families
 
 

@@ -28,6 +28,7 @@ ALERTS = {
     "IngestReplicaNotReady": "ingest_ready",
     "IngestTransientFaultsPersisting": "ingest_errors_total",
     "IngestGatewayAnswering5xx": "ingest_gateway_requests_total",
+    "IngestNotificationSubscriptionPaused": "ingest_notify_paused",
 }
 
 

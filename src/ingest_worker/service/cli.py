@@ -225,6 +225,9 @@ def cmd_dev(_: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ingest-worker"
     exe = ".venv/bin/ingest-worker" if Path(".venv/bin/ingest-worker").exists() else exe
+    from ingest_worker.service.cli_notify import with_notifier
+
+    worker = with_notifier(settings, _run_worker)  # a bad subscriptions file exits 2 here
     with contextlib.ExitStack() as stack:
         print(
             f"starting embedded PostgreSQL on 127.0.0.1:{dev.postgres_port} and broker on "
@@ -257,7 +260,7 @@ def cmd_dev(_: argparse.Namespace) -> int:
             from ingest_worker.service import runtime
 
             return runtime.run(
-                lambda: with_gateway(settings, _run_worker, gateway),
+                lambda: with_gateway(settings, worker, gateway),
                 event_loop=settings.event_loop,
             )
     return 0
@@ -350,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ingest_worker.service.cli_lifecycle import add_lifecycle_commands
 
     add_lifecycle_commands(sub, _settings, DEV_HELP)
+    from ingest_worker.service.cli_notify import add_notify_command
+
+    add_notify_command(sub, _settings, DEV_HELP)
     return parser
 
 

@@ -216,6 +216,71 @@ class Settings(_SourceTopics):
         default=True, description="Apply the database migrations at start-up."
     )
 
+    subscriptions_file: str | None = Field(
+        default=None,
+        description="Subscriptions of `ingest-worker notify` (JSON, or YAML by extension): where "
+        "incident events are delivered over HTTP. Unset: `dev` starts no notifier.",
+    )
+    console_url: str | None = Field(
+        default=None,
+        description="Base URL of the web console; Slack notifications link to "
+        "`<console_url>/incidents/<id>` when set.",
+    )
+    topic_notifications_dlq: str = Field(
+        default="incident.notifications.dlq",
+        description="Where notifications that could not be delivered are parked (for "
+        "`ingest-worker notify replay`).",
+    )
+    notify_group_id: str = Field(
+        default="ingest-notify",
+        description="Consumer group of `ingest-worker notify` on the incident events topic.",
+    )
+    notify_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR ranges of private, loopback or link-local addresses that notifications "
+        'may be sent to (JSON list, e.g. ["10.0.0.0/8"]); all others in those ranges are refused.',
+    )
+    notify_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect timeout of one notification request."
+    )
+    notify_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one notification request once connected."
+    )
+    notify_retry_initial_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="First retry delay of a failed notification (doubled "
+        "per attempt, with jitter).",
+    )
+    notify_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Cap of the retry delay of a failed notification."
+    )
+    notify_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Events a subscription may have waiting in memory; "
+        "past it the subscription is paused and its events parked.",
+    )
+    notify_lanes: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Concurrent deliveries per subscription (events of "
+        "one incident always share a lane, in order).",
+    )
+    notify_pause_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a paused subscription parks its events before "
+        "it tries to deliver again.",
+    )
+    notify_http_port: int = Field(
+        default=8082,
+        ge=0,
+        le=65535,
+        description="Port of `/healthz`, `/readyz` and `/metrics` of `ingest-worker notify`.",
+    )
+
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="Kafka security protocol."
     )

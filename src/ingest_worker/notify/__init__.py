@@ -1,0 +1,1 @@
+"""Outbound notifications: incident events delivered to HTTP subscriptions (webhooks)."""
