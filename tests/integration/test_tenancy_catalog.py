@@ -82,13 +82,15 @@ async def test_the_reader_role_cannot_bypass_security_and_may_only_select(
 
 
 async def _two_tenants(conn: asyncpg.Connection) -> None:
-    """The same incident in `default` (written by the store) and copied to `acme`."""
-    await apply_batch(conn, [incident_input("svc:checkout", signal="s1")])
-    await conn.execute(
-        """INSERT INTO incidents
-           SELECT (jsonb_populate_record(NULL::incidents,
-                   to_jsonb(i) || '{"tenant": "acme", "title": "acme title"}')).*
-           FROM incidents AS i WHERE i.tenant = 'default'"""
+    """The same incident key in `default` (two signals) and in `acme` (one), by the store."""
+    await apply_batch(
+        conn,
+        [
+            incident_input("svc:checkout", signal="s1"),
+            incident_input("svc:checkout", signal="s2", title="acme title"),
+            incident_input("svc:checkout", signal="s3", at=5),
+        ],
+        tenants=["default", "acme", "default"],
     )
 
 
@@ -105,13 +107,9 @@ async def test_reading_on_one_pooled_connection_sees_only_its_tenant(database_ur
                 events = await tx.fetchval("SELECT count(*) FROM incident_events")
                 user = await tx.fetchval("SELECT current_user")
             seen.append((tenant, {tuple(r) for r in titles}, events, user))
-        assert seen == [
-            ("acme", {("acme", "acme title")}, 0, "ingest_reader"),
-            ("default", {("default", "RED deploy status (s1)")}, 1, "ingest_reader"),
-            ("acme", {("acme", "acme title")}, 0, "ingest_reader"),
-            ("globex", set(), 0, "ingest_reader"),
-            ("default", {("default", "RED deploy status (s1)")}, 1, "ingest_reader"),
-        ]
+        default = ("default", {("default", "RED deploy status (s3)")}, 2, "ingest_reader")
+        acme = ("acme", {("acme", "acme title")}, 1, "ingest_reader")
+        assert seen == [acme, default, acme, ("globex", set(), 0, "ingest_reader"), default]
         async with pool.acquire() as conn:  # after the transaction: the session's own role
             assert await conn.fetchval("SELECT current_user") != "ingest_reader"
             assert await conn.fetchval("SELECT current_setting('ingest.tenant', true)") in (
