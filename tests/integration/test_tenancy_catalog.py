@@ -6,12 +6,16 @@ sees runs under `SET LOCAL ROLE` of a role that does not.
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
 from ingest_worker.core.tenants import InvalidTenant
 from ingest_worker.store.incidents import apply_batch
+from ingest_worker.store.migrations import migrate
 from ingest_worker.store.tenancy import reading
+from tests.conftest import ServiceEndpoints
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration
@@ -82,13 +86,15 @@ async def test_the_reader_role_cannot_bypass_security_and_may_only_select(
 
 
 async def _two_tenants(conn: asyncpg.Connection) -> None:
-    """The same incident in `default` (written by the store) and copied to `acme`."""
-    await apply_batch(conn, [incident_input("svc:checkout", signal="s1")])
-    await conn.execute(
-        """INSERT INTO incidents
-           SELECT (jsonb_populate_record(NULL::incidents,
-                   to_jsonb(i) || '{"tenant": "acme", "title": "acme title"}')).*
-           FROM incidents AS i WHERE i.tenant = 'default'"""
+    """The same incident key in `default` (two signals) and in `acme` (one), by the store."""
+    await apply_batch(
+        conn,
+        [
+            incident_input("svc:checkout", signal="s1"),
+            incident_input("svc:checkout", signal="s2", title="acme title"),
+            incident_input("svc:checkout", signal="s3", at=5),
+        ],
+        tenants=["default", "acme", "default"],
     )
 
 
@@ -105,13 +111,9 @@ async def test_reading_on_one_pooled_connection_sees_only_its_tenant(database_ur
                 events = await tx.fetchval("SELECT count(*) FROM incident_events")
                 user = await tx.fetchval("SELECT current_user")
             seen.append((tenant, {tuple(r) for r in titles}, events, user))
-        assert seen == [
-            ("acme", {("acme", "acme title")}, 0, "ingest_reader"),
-            ("default", {("default", "RED deploy status (s1)")}, 1, "ingest_reader"),
-            ("acme", {("acme", "acme title")}, 0, "ingest_reader"),
-            ("globex", set(), 0, "ingest_reader"),
-            ("default", {("default", "RED deploy status (s1)")}, 1, "ingest_reader"),
-        ]
+        default = ("default", {("default", "RED deploy status (s3)")}, 2, "ingest_reader")
+        acme = ("acme", {("acme", "acme title")}, 1, "ingest_reader")
+        assert seen == [acme, default, acme, ("globex", set(), 0, "ingest_reader"), default]
         async with pool.acquire() as conn:  # after the transaction: the session's own role
             assert await conn.fetchval("SELECT current_user") != "ingest_reader"
             assert await conn.fetchval("SELECT current_setting('ingest.tenant', true)") in (
@@ -155,3 +157,47 @@ async def test_the_writer_role_writes_every_tenant_under_forced_security(
             updated = await conn.execute("UPDATE incidents SET title = 'x'")
             assert updated == "UPDATE 2"
         assert await conn.fetchval("SELECT count(*) FROM incidents WHERE title = 'x'") == 2
+
+
+async def test_a_non_superuser_owner_migrates_and_writes_under_forced_security(
+    services: ServiceEndpoints,
+) -> None:
+    """Production's shape: the worker's role owns the tables and is no superuser, so forced
+    row-level security applies to it; it writes every tenant through ingest_writer and reads
+    as ingest_reader."""
+    suffix = uuid.uuid4().hex[:12]
+    role, database = f"owner_{suffix}", f"t_{suffix}"
+    admin = await asyncpg.connect(services.admin_database_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw' NOSUPERUSER")
+        await admin.execute(f'CREATE DATABASE "{database}" OWNER {role}')
+        # As an administrator would where roles exist already (they are cluster-wide).
+        await admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ingest_writer')"
+            " THEN CREATE ROLE ingest_writer NOLOGIN; END IF;"
+            " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ingest_reader')"
+            " THEN CREATE ROLE ingest_reader NOLOGIN; END IF; END $$"
+        )
+        await admin.execute(f"GRANT ingest_writer, ingest_reader TO {role}")
+        scheme, _, rest = services.admin_database_url.partition("://")
+        host = rest.split("@", 1)[-1].rsplit("/", 1)[0]
+        conn = await asyncpg.connect(f"{scheme}://{role}:pw@{host}/{database}")
+        try:
+            await migrate(conn)
+            owner = await conn.fetchval(
+                "SELECT tableowner FROM pg_tables WHERE tablename = 'incidents'"
+            )
+            assert owner == role
+            await _two_tenants(conn)
+            assert await conn.fetchval("SELECT count(*) FROM incidents") == 2
+            async with reading(conn, "acme") as tx:
+                assert await tx.fetchval("SELECT count(*) FROM incidents") == 1
+            # Without ingest_writer's policy the owner itself would see nothing: it is forced.
+            await admin.execute(f"REVOKE ingest_writer FROM {role}")
+            assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()

@@ -76,6 +76,7 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
                 "unmappable",
                 "unprocessable",
                 "partially_invalid",
+                "invalid_tenant",
             ]
         },
         "x-dlq-error": {**_TEXT, "maxLength": 1000, "description": "never echoes input values"},
