@@ -169,6 +169,16 @@ def _hint(verb: str, outcome: Mapping[str, Any], policy: Mapping[Verb, frozenset
         )
     if reason == Refusal.IDEMPOTENCY_KEY_REUSED:
         return "this --command-id was used for another command: leave it out or pick a new one"
+    if reason == Refusal.ISSUED_BEFORE_INCIDENT:
+        return (
+            "the command's time (this machine's clock) is before the incident's first signal: "
+            "check this machine's clock"
+        )
+    if reason == Refusal.ISSUED_IN_FUTURE:
+        return (
+            "this machine's clock is ahead of the worker's by more than "
+            "INGEST_COMMAND_MAX_FUTURE_SKEW_SECONDS: check this machine's clock"
+        )
     return "see the worker's log"
 
 
