@@ -74,7 +74,9 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"invalid configuration: {describe_settings_error(exc, prefix)}", USAGE
     if isinstance(exc, DevAddressError | PolicyError):
         return f"invalid configuration: {exc}", USAGE
-    if isinstance(exc, asyncpg.UndefinedTableError):
+    if isinstance(exc, asyncpg.UndefinedTableError) or (
+        isinstance(exc, asyncpg.PostgresError) and 'role "ingest_reader" does not exist' in str(exc)
+    ):
         return (
             "the database has no ingest-worker tables yet: run `ingest-worker migrate` first "
             "(with --dev for the dev services)",

@@ -33,13 +33,14 @@ def load_or_exit(settings: Settings) -> tuple[Subscription, ...]:
     """The subscriptions of INGEST_SUBSCRIPTIONS_FILE, or exit 2 with one line on stderr."""
     if not settings.subscriptions_file:
         print(
-            "INGEST_SUBSCRIPTIONS_FILE is not set: no subscriptions to deliver to", file=sys.stderr
+            "error: INGEST_SUBSCRIPTIONS_FILE is not set: point it at a subscriptions file (JSON or YAML)",
+            file=sys.stderr,
         )
         raise SystemExit(EXIT_CONFIG)
     try:
         return load_subscriptions(settings.subscriptions_file)
     except SubscriptionsError as exc:
-        print(f"subscriptions file {exc}", file=sys.stderr)
+        print(f"error: subscriptions file {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
 
 
@@ -47,7 +48,7 @@ def notifier_config(settings: Settings, *, dev: bool) -> NotifierConfig:
     try:
         policy = DestinationPolicy.from_config(settings.notify_allowed_networks, allow_loopback=dev)
     except ValueError as exc:
-        print(f"INGEST_NOTIFY_ALLOWED_NETWORKS: {exc}", file=sys.stderr)
+        print(f"error: INGEST_NOTIFY_ALLOWED_NETWORKS: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     return NotifierConfig(
         topic=settings.topic_incident_events,
@@ -128,7 +129,10 @@ def _replay(settings: Settings, subscriptions: tuple[Subscription, ...], args: A
     chosen = [s for s in subscriptions if not args.subscription or s.id in args.subscription]
     unknown = set(args.subscription or ()) - {s.id for s in subscriptions}
     if unknown:
-        print(f"no such subscription in the file: {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(
+            f"error: no such subscription in the file: {', '.join(sorted(unknown))}",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     results = asyncio.run(
         replay(chosen, notifier_config(settings, dev=args.dev), max_seconds=args.max_seconds)
