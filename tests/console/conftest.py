@@ -21,6 +21,7 @@ from ingest_worker.service.console.settings import ConsoleSettings
 from ingest_worker.service.gateway import GatewaySettings
 from ingest_worker.store.migrations import migrate
 from tests.conftest import ServiceEndpoints
+from tests.console.browser import browser, watched
 from tests.gateway.conftest import RunningGateway
 from tests.read.conftest import TOKENS, _settings, deploy, principals
 from tests.support import eventually, produce, start_worker
@@ -29,7 +30,10 @@ SESSION_SECRET = "console-test-session-secret-0123456789abcdef"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 COMMAND_ID_FIELD = re.compile(r'name="commandId" value="([^"]+)"')
 
-__all__ = ["TOKENS", "ConsoleSide", "browser_like", "console_side", "csrf_of", "deploy"]
+__all__ = [
+    "TOKENS", "ConsoleSide", "browser", "browser_like", "console_side", "csrf_of", "deploy",
+    "watched",
+]  # fmt: skip
 
 
 def browser_like(base_url: str) -> httpx.AsyncClient:
@@ -91,6 +95,20 @@ class ConsoleSide:
         )  # fmt: skip
         assert value is not None
         return str(value)
+
+    async def new_incident(self, tenant: str, deploy_id: str, **fields: object) -> str:
+        """Signal a new incident for `tenant` and wait until the worker stored it."""
+        await self.signal(tenant, deploy(deploy_id, **fields))  # type: ignore[arg-type]
+
+        async def there() -> bool:
+            found = await self.admin.fetchval(
+                "SELECT count(*) FROM incidents WHERE tenant = $1 AND incident_key LIKE $2",
+                tenant, f"%:{deploy_id}:%",
+            )  # fmt: skip
+            return bool(found)
+
+        await eventually(there, what=f"incident {deploy_id} of {tenant}")
+        return await self.incident_id(tenant, deploy_id)
 
     async def status_of(self, incident: str) -> str:
         return str(

@@ -124,5 +124,6 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def refused(request: Request, visitor: Visitor, status: int, message: str) -> Response:
-    return render(request, visitor, "refused.html", {"status": status, "message": message},
-                  status)  # fmt: skip
+    """A refusal page; to htmx (a quick action), the section it replaces, saying why."""
+    template = "_refused.html" if request.headers.get("hx-request") == "true" else "refused.html"
+    return render(request, visitor, template, {"status": status, "message": message}, status)
