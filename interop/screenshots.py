@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chromium import ARGS, ensure_chromium  # noqa: E402
-from prometheus import (  # noqa: E402
+from chromium import ARGS, ensure_chromium
+from prometheus import (
     EXE,
     GATEWAY_PORT,
     HTTP_PORT,
@@ -59,7 +59,9 @@ def post(url: str, body: object) -> int:
 def seed(gateway: str, procs: list[object]) -> None:
     for source, body in SIGNALS:
         post(f"{gateway}/v1/signals/{source}", body)
-    alert = json.loads((ROOT / "examples" / "alertmanager-firing.jsonl").read_text().splitlines()[0])
+    alert = json.loads(
+        (ROOT / "examples" / "alertmanager-firing.jsonl").read_text().splitlines()[0]
+    )
     post(f"{gateway}/v1/signals/alertmanager", alert)
 
     def listed() -> bool:
@@ -77,7 +79,9 @@ def photograph(gateway: str) -> None:
         browser = playwright.chromium.launch(executable_path=str(ensure_chromium()), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{gateway}/?tenant=default")
-        page.get_by_role("link", name="Deploy status RED in prod (deploy deploy-2026-11-23-003)").click()
+        page.get_by_role(
+            "link", name="Deploy status RED in prod (deploy deploy-2026-11-23-003)"
+        ).click()
         page.get_by_role("button", name="Acknowledge", exact=True).click()
         expect(page.get_by_role("status")).to_contain_text("applied")
         page.get_by_role("button", name="Start mitigation").click()
