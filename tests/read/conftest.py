@@ -56,7 +56,8 @@ def deploy(
     """A deploy-status signal; another `reason` is another signal of the same incident."""
     return encode({
         "env": env, "status": status, "changedAt": f"2026-01-01T00:{minute:02d}:00Z",
-        "signals": {}, "reasons": [reason] if reason else [], "deployId": deploy_id,
+        "signals": {}, "deployId": deploy_id,
+        "reasons": [{"code": reason, "severity": "high", "message": reason}] if reason else [],
     })  # fmt: skip
 
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from ingest_worker.service.gateway import GatewaySettings
+from tests.gateway.conftest import RunningGateway
 from tests.read.conftest import ReadSide, auth, deploy
 
 pytestmark = pytest.mark.integration
@@ -237,3 +239,19 @@ async def test_a_bad_command_is_refused_before_anything_is_published(
         f"/v1/incidents/{mine}/commands", content=body, headers={**auth("acme"), **headers}
     )
     refused(response, status, reason)
+
+
+async def test_under_dev_the_tenant_is_the_x_tenant_header(tour: ReadSide) -> None:
+    config = GatewaySettings(host="127.0.0.1", port=0, ensure_topics=False)
+    dev = RunningGateway(tour.settings, config, dev=True).start()
+    try:
+        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+            query = {"status": "OPEN", "severity": "RED"}
+            acme = await http.get("/v1/incidents", params=query, headers={"X-Tenant": "acme"})
+            nobody = await http.get("/v1/incidents", params=query)
+            bad = await http.get("/v1/incidents", headers={"X-Tenant": "Not A Tenant"})
+    finally:
+        dev.stop()
+    assert {i["tenant"] for i in acme.json()["items"]} == {"acme"}
+    assert nobody.json()["items"] == []  # no X-Tenant: the default tenant, which has none here
+    refused(bad, 400, "invalid_tenant")

@@ -7,6 +7,8 @@ its parameters are the list's and its refusals are tested in test_read_stream.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -40,20 +42,24 @@ async def test_every_read_operation_answers_as_documented(read_side: ReadSide) -
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 5, [o.label for o in operations]
     for operation in operations:
-        post = operation.method.upper() == "POST"
+        exercise(operation, read_side.url)
 
-        @settings(
-            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-        )
-        @given(case=operation.as_strategy())
-        def exercise(case: schemathesis.Case, post: bool = post) -> None:
-            if post:
-                # A command's wait is tested elsewhere: not slept on here.
-                case.query = {**(case.query or {}), "wait": 0}
-            response = case.call(base_url=read_side.url, headers=auth("acme"))
-            case.validate_response(response, checks=CHECKS)
-            if 400 <= response.status_code < 500:
-                answer = response.json()
-                assert answer["reason"] and answer["detail"], response.text
 
-        exercise()
+def exercise(operation: Any, url: str) -> None:
+    """Up to 30 generated calls of one operation, each checked against the document."""
+    post = operation.method.upper() == "POST"
+
+    @settings(
+        max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=operation.as_strategy())
+    def call(case: schemathesis.Case) -> None:
+        if post:  # a command's wait is tested elsewhere: not slept on here
+            case.query = {**(case.query or {}), "wait": 0}
+        response = case.call(base_url=url, headers=auth("acme"))
+        case.validate_response(response, checks=CHECKS)
+        if 400 <= response.status_code < 500:
+            answer = response.json()
+            assert answer["reason"] and answer["detail"], response.text
+
+    call()

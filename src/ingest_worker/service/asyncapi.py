@@ -21,6 +21,8 @@ from ingest_worker.sources.commands import COMMANDS
 
 _TEXT = {"type": "string"}
 
+_TENANT: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}
+
 CLOUDEVENT_HEADERS: dict[str, Any] = {
     "type": "object",
     "description": "CloudEvents 1.0 Kafka protocol binding, binary content mode.",
@@ -31,7 +33,9 @@ CLOUDEVENT_HEADERS: dict[str, Any] = {
         "ce_type",
         "ce_time",
         "ce_subject",
+        "ce_tenant",
         "content-type",
+        "tenant",
     ],
     "properties": {
         "ce_specversion": {"const": "1.0"},
@@ -44,7 +48,9 @@ CLOUDEVENT_HEADERS: dict[str, Any] = {
         "ce_type": {"enum": list(EVENT_TYPES)},
         "ce_time": {"type": "string", "format": "date-time", "description": "= occurred_at"},
         "ce_subject": {**_TEXT, "description": "= incident_key"},
+        "ce_tenant": {**_TENANT, "description": "CloudEvents extension: the incident's tenant"},
         "content-type": {"const": "application/json"},
+        "tenant": {**_TENANT, "description": "the incident's tenant (= ce_tenant)"},
     },
 }
 
@@ -84,7 +90,8 @@ EVENT_BODY: dict[str, Any] = {
     "type": "object",
     "title": "IncidentEvent",
     "description": "Key: incident id. hash = sha256 over the canonical JSON of the body without "
-    "`hash`, followed by prev_hash (see README, 'Events').",
+    "`hash` and `tenant`, followed by prev_hash (see README, 'Events'; the tenant is bound "
+    "through incident_id, derived from it).",
     "required": [
         "id",
         "type",
@@ -95,6 +102,7 @@ EVENT_BODY: dict[str, Any] = {
         "signal_sha256",
         "prev_hash",
         "hash",
+        "tenant",
         "changes",
         "snapshot",
     ],
@@ -112,6 +120,7 @@ EVENT_BODY: dict[str, Any] = {
         },
         "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "tenant": {**_TENANT, "description": "the incident's tenant"},
         "changes": {"type": "object", "description": "what this event changed"},
         "snapshot": {"type": "object", "description": "the incident after this event"},
     },

@@ -118,7 +118,8 @@ _TIMELINE = """
 SELECT i.episode, e.seq, e.type, e.occurred_at, e.payload->'cause' AS cause,
        e.payload->>'rationale' AS rationale, e.payload->>'note' AS note,
        e.payload->'changes'->'status' AS status, e.payload->'snapshot'->>'status' AS now, i.id
-FROM incidents AS i JOIN incident_events AS e ON e.incident_id = i.id
+FROM incidents AS i
+JOIN incident_events AS e ON e.tenant = i.tenant AND e.incident_id = i.id
 WHERE i.incident_key = $1 OR i.id::text = $1
 ORDER BY i.episode, e.seq
 """

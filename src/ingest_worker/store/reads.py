@@ -15,11 +15,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.core.tenants import check_tenant
 from ingest_worker.store import tenancy
 from ingest_worker.store.cursors import (
     SORT_COLUMNS,
@@ -82,17 +83,31 @@ ITEM_FIELDS = (
 )  # fmt: skip
 
 
+# One round trip: the role, the tenant and the planning mode, all local to the transaction.
+# Custom plans: the list's optional filters (`$n IS NULL OR …`) fold away once the planner
+# sees the values, so that a selective filter gets the index that fits it; a generic plan of
+# the same statement walks the sort's index and filters (still by index, never a table scan:
+# the plan test checks both).
+_ENTER = (
+    "SELECT set_config('role', $1, true), set_config('ingest.tenant', $2, true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+
+
 @asynccontextmanager
 async def reading_on(
     conn: Connection, tenant: str, *, snapshot: bool = False
 ) -> AsyncIterator[Connection]:
-    """A read-only transaction on `conn` as `ingest_reader`, scoped to `tenant`
-    (`store.tenancy.reading`); `snapshot`: REPEATABLE READ, for an export paging through one
-    consistent view."""
-    async with tenancy.reading(
-        conn, tenant, isolation="repeatable_read" if snapshot else "read_committed"
-    ) as scoped:
-        yield scoped
+    """A read-only transaction on `conn` as `ingest_reader`, scoped to `tenant` (as
+    `store.tenancy.reading`, planning each statement for its values); `snapshot`:
+    REPEATABLE READ, for an export paging through one consistent view."""
+    check_tenant(tenant)
+    isolation: Literal["repeatable_read", "read_committed"] = (
+        "repeatable_read" if snapshot else "read_committed"
+    )
+    async with conn.transaction(isolation=isolation, readonly=True):
+        await conn.execute(_ENTER, tenancy.READER_ROLE, tenant)
+        yield conn
 
 
 @asynccontextmanager

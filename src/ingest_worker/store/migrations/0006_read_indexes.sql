@@ -4,6 +4,9 @@
 
 CREATE INDEX IF NOT EXISTS incidents_tenant_last_seen_idx
     ON incidents (tenant, last_seen_at DESC, id DESC);
+-- It serves every range of (tenant, last_seen_at) the older index served: one index less to
+-- maintain on every write.
+DROP INDEX IF EXISTS incidents_tenant_last_seen_at_idx;
 CREATE INDEX IF NOT EXISTS incidents_tenant_created_idx
     ON incidents (tenant, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS incidents_tenant_updated_idx
