@@ -274,7 +274,7 @@ def _fixture(name: str) -> dict[str, Any]:
 
 
 def group_key(keys: Iterable[str]) -> bytes:
-    """The gateway's record key of a record about `keys` (`service.gateway.app.record_key`)."""
+    """The gateway's record key of a record about `keys` (`service.gateway.intake.record_key`)."""
     return "\n".join(sorted(keys)).encode()
 
 

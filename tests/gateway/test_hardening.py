@@ -68,7 +68,13 @@ async def exchange(
         await writer.drain()
         status = await asyncio.wait_for(reader.readline(), wait)
         elapsed = time.monotonic() - started
-        rest = await asyncio.wait_for(reader.read(65536), wait)
+        rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+        length = [
+            int(line.split(b":", 1)[1])
+            for line in rest.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ]
+        rest += await asyncio.wait_for(reader.readexactly(length[0] if length else 0), wait)
     finally:
         writer.close()
     return status, rest, elapsed

@@ -42,7 +42,9 @@ async def test_a_request_trace_reaches_the_incident_event(
             )
             assert accepted.status_code == 202, accepted.text
             refused = await client.post(
-                "/v1/signals/deploy_status", content=b"{}", headers={"Content-Type": "text/plain"}
+                "/v1/signals/deploy_status",
+                content=b"{}",
+                headers={**headers, "Content-Type": "text/plain"},
             )
             assert refused.status_code == 415
             assert (await client.get("/healthz")).status_code == 200

@@ -101,7 +101,7 @@ class IngestAuthenticator:
         pending = self._signature(source, creds, headers)
         if pending is not None:
             return pending
-        if routing_key and failure is None:
+        if routing_key and failure is None and self.store.takes_tokens(source):
             return Pending(source, routing_key=True)
         raise failure or unauthorized(
             "credentials required (bearer token, basic auth or signature)"

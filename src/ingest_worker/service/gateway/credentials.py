@@ -213,10 +213,10 @@ class CredentialStore:
         self._refresh()
         return not self.of(source).empty or any(b.ingests(source) for b in self._bindings)
 
-    def others(self, source: str) -> list[SourceCredentials]:
-        """The per-source credentials of every other source (to tell 403 from 401)."""
+    def takes_tokens(self, source: str) -> bool:
+        """Whether some token may ingest for `source` (a routing key is worth reading for)."""
         self._refresh()
-        return [c for name, c in self._table.items() if name not in (source, ANY_SOURCE)]
+        return any(b.ingests(source) for b in self._bindings)
 
     def others_accept_basic(self, source: str, pair: bytes) -> bool:
         """Whether `pair` is the basic-auth credential of another source (403, not 401)."""
