@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from ingest_worker.service.console.session import COOKIE
 from tests.console.conftest import (
     COMMAND_ID_FIELD,
     TOKENS,
@@ -270,3 +271,28 @@ async def test_vendored_scripts_and_their_licences_are_served(acme: httpx.AsyncC
         answer = await acme.get(f"/console/static/{name}")
         assert answer.status_code == 200 and answer.content, name
     assert (await acme.get("/console/static/../settings.py")).status_code == 404
+
+
+async def test_a_tampered_session_cookie_is_no_session(console_side: ConsoleSide) -> None:
+    async with console_side.signed_in("acme") as client:
+        cookie = next(c.value for c in client.cookies.jar if c.name == COOKIE and not c.secure)
+        assert cookie
+        client.cookies.set(COOKIE, cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"))
+        assert (await client.get("/")).status_code == 303
+        stream = await client.get("/console/stream")
+        assert stream.status_code == 401
+
+
+async def test_sign_out_ends_the_session(console_side: ConsoleSide) -> None:
+    async with console_side.signed_in("acme") as client:
+        page = await client.get("/")
+        answer = await client.post("/console/sign-out", data={"csrf": csrf_of(page.text)})
+        assert answer.status_code == 303
+        assert (await client.get("/")).status_code == 303
+
+
+async def test_a_form_that_is_not_url_encoded_is_refused(acme: httpx.AsyncClient) -> None:
+    answer = await acme.post("/console/sign-out", json={"csrf": "x"})
+    assert answer.status_code == 415
+    big = await acme.post("/console/sign-out", data={"csrf": "x" * 20_000})
+    assert big.status_code == 413
