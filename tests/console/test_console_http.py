@@ -296,3 +296,20 @@ async def test_a_form_that_is_not_url_encoded_is_refused(acme: httpx.AsyncClient
     assert answer.status_code == 415
     big = await acme.post("/console/sign-out", data={"csrf": "x" * 20_000})
     assert big.status_code == 413
+
+
+async def test_a_tampered_timeline_is_marked_as_not_verifying(
+    acme: httpx.AsyncClient, console_side: ConsoleSide
+) -> None:
+    incident = await console_side.new_incident("acme", "h-tamper", minute=40)
+    assert "Hash chain verified" in (await acme.get(f"/console/incidents/{incident}")).text
+    async with console_side.admin.acquire() as conn, conn.transaction():
+        # Past the append-only trigger, as someone with the database's keys could.
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE incident_events SET payload = jsonb_set(payload, '{title}', '\"edited\"') "
+            "WHERE incident_id = $1::uuid AND seq = 1", incident,
+        )  # fmt: skip
+    page = await acme.get(f"/console/incidents/{incident}")
+    assert "The hash chain does not verify" in page.text
+    assert "does not match the recomputed" in page.text
