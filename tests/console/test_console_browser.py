@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -85,6 +86,16 @@ async def test_a_new_incident_arrives_live_while_the_user_types(
         "data-id", await console_side.incident_id("acme", "b-live-2")
     )
     await expect(page.locator(f"#row-{other}")).to_have_count(0)
+    async with httpx.AsyncClient(base_url=console_side.dev_url, timeout=30) as api:
+        answer = await api.post(
+            f"/v1/incidents/{incident}/commands", json={"type": "acknowledge"},
+            headers={"X-Tenant": "acme", "X-Actor": "bob", "X-Roles": "ONCALL_ENGINEER"},
+        )  # fmt: skip
+        assert answer.json()["outcome"] == "applied"
+    changed = page.locator(f"#row-{incident}")  # a changed incident's row is replaced in place
+    await expect(changed).to_have_count(1)
+    await expect(changed.locator(".badge.status-acknowledged")).to_be_visible()
+    await expect(field).to_have_value("half-typed more")
 
 
 async def test_the_detail_shows_the_verified_timeline(
