@@ -258,7 +258,7 @@ async def test_the_live_stream_sends_rendered_rows_of_matching_incidents(
         incident = None
         async with asyncio.timeout(30):
             async for line in lines:
-                if line.startswith('data: <tr id="row-'):
+                if line.startswith('data: <tr id="row-') and "data-gone" not in line:
                     incident = line.split('"row-')[1].split('"')[0]
                     break
         assert incident == await console_side.incident_id("acme", "d-live")
@@ -313,3 +313,42 @@ async def test_a_tampered_timeline_is_marked_as_not_verifying(
     page = await acme.get(f"/console/incidents/{incident}")
     assert "The hash chain does not verify" in page.text
     assert "does not match the recomputed" in page.text
+
+
+async def first_row(lines: AsyncIterator[str]) -> tuple[str | None, str]:
+    """The position and incident of the next row sent."""
+    position = None
+    async with asyncio.timeout(30):
+        async for line in lines:
+            if line.startswith("id: "):
+                position = line[4:]
+            elif line.startswith('data: <tr id="row-') and "data-gone" not in line:
+                return position, line.split('"row-')[1].split('"')[0]
+    raise AssertionError("the stream ended")
+
+
+async def test_a_dropped_stream_resumes_with_what_it_missed(
+    acme: httpx.AsyncClient, console_side: ConsoleSide
+) -> None:
+    params = {"env": "resume"}
+    async with acme.stream("GET", "/console/stream", params=params) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": open"
+        await console_side.signal("acme", deploy("d-resume-1", env="resume", minute=11))
+        position, incident = await first_row(lines)
+        assert incident == await console_side.incident_id("acme", "d-resume-1")
+        assert position is not None
+    # Dropped. Another page, open meanwhile, sees the next incident arrive live ...
+    async with acme.stream("GET", "/console/stream", params=params) as other:
+        lines = other.aiter_lines()
+        assert await anext(lines) == ": open"
+        await console_side.signal("acme", deploy("d-resume-2", env="resume", minute=12))
+        _, missed = await first_row(lines)
+    assert missed == await console_side.incident_id("acme", "d-resume-2")
+    # ... and the dropped one, back with Last-Event-ID, gets it from the store.
+    headers = {"Last-Event-ID": position}
+    async with acme.stream("GET", "/console/stream", params=params, headers=headers) as back:
+        lines = back.aiter_lines()
+        assert await anext(lines) == ": open"
+        _, replayed = await first_row(lines)
+        assert replayed == missed
