@@ -6,10 +6,13 @@ carry identical incident keys."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -27,6 +30,8 @@ from tests.read.conftest import TOKENS, _settings, deploy, principals
 from tests.support import eventually, produce, start_worker
 
 SESSION_SECRET = "console-test-session-secret-0123456789abcdef"
+#: A token of the credentials file (not of the settings): removable while the gateway runs.
+FILE_TOKEN = "tok-acme-from-file-3c9d"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 COMMAND_ID_FIELD = re.compile(r'name="commandId" value="([^"]+)"')
 
@@ -63,6 +68,7 @@ class ConsoleSide:
     protected: RunningGateway
     dev: RunningGateway
     admin: asyncpg.Pool
+    secrets_file: Path
 
     @property
     def url(self) -> str:
@@ -117,21 +123,29 @@ class ConsoleSide:
 
     @contextlib.asynccontextmanager
     async def signed_in(self, token_name: str) -> AsyncIterator[httpx.AsyncClient]:
-        """An HTTP client signed in to the protected console with a token."""
+        """An HTTP client signed in to the protected console with a token (by name, or the
+        credentials file's `FILE_TOKEN`)."""
+        token = TOKENS.get(token_name, token_name)
         async with browser_like(self.url) as client:
             page = await client.get("/console/sign-in")
             answer = await client.post(
                 "/console/sign-in",
-                data={"csrf": csrf_of(page.text), "token": TOKENS[token_name], "next": "/"},
+                data={"csrf": csrf_of(page.text), "token": token, "next": "/"},
             )
             assert answer.status_code == 303, answer.text
             yield client
 
 
-def _gateway(settings: object, *, dev: bool) -> RunningGateway:
+def write_secrets(path: Path, *, with_file_token: bool) -> None:
+    entries = [{"token": FILE_TOKEN, "tenant": "acme", "actor": "file-bot",
+                "roles": ["ONCALL_ENGINEER"], "scopes": ["read"]}] if with_file_token else []  # fmt: skip
+    path.write_text(json.dumps({"principals": entries}), encoding="utf-8")
+
+
+def _gateway(settings: object, *, dev: bool, secrets_file: Path | None = None) -> RunningGateway:
     config = GatewaySettings(
         host="127.0.0.1", port=0, principals=principals(), ensure_topics=True,
-        rate_limit_per_second=10_000, rate_limit_burst=10_000,
+        rate_limit_per_second=10_000, rate_limit_burst=10_000, secrets_file=secrets_file,
     )  # fmt: skip
     gateway = RunningGateway(settings, config, dev=dev)  # type: ignore[arg-type]
     gateway.start()
@@ -160,9 +174,11 @@ async def console_side(services: ServiceEndpoints) -> AsyncIterator[ConsoleSide]
     admin = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert admin is not None
     worker = await start_worker(settings)
-    protected = _gateway(settings, dev=False)
+    secrets_file = Path(tempfile.mkdtemp(prefix="console-")) / "secrets.json"
+    write_secrets(secrets_file, with_file_token=True)
+    protected = _gateway(settings, dev=False, secrets_file=secrets_file)
     dev = _gateway(settings, dev=True)
-    side = ConsoleSide(settings, protected, dev, admin)
+    side = ConsoleSide(settings, protected, dev, admin, secrets_file)
     try:
         for tenant in ("acme", "globex"):
             await side.signal(
@@ -179,6 +195,7 @@ async def console_side(services: ServiceEndpoints) -> AsyncIterator[ConsoleSide]
         dev.stop()
         await worker.stop()
         await admin.close()
+        secrets_file.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
             drop = await asyncpg.connect(services.admin_database_url)
             try:

@@ -15,12 +15,15 @@ import pytest
 from ingest_worker.service.console.session import COOKIE
 from tests.console.conftest import (
     COMMAND_ID_FIELD,
+    FILE_TOKEN,
     TOKENS,
     ConsoleSide,
     browser_like,
     csrf_of,
     deploy,
+    write_secrets,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -352,3 +355,17 @@ async def test_a_dropped_stream_resumes_with_what_it_missed(
         assert await anext(lines) == ": open"
         _, replayed = await first_row(lines)
         assert replayed == missed
+
+
+async def test_removing_a_token_ends_its_sessions(console_side: ConsoleSide) -> None:
+    async with console_side.signed_in(FILE_TOKEN) as client:
+        assert (await client.get("/")).status_code == 200
+        write_secrets(console_side.secrets_file, with_file_token=False)
+        try:
+
+            async def signed_out() -> bool:  # the gateway re-reads the file within a second
+                return (await client.get("/")).status_code == 303
+
+            await eventually(signed_out, what="the session ended with its token")
+        finally:
+            write_secrets(console_side.secrets_file, with_file_token=True)
