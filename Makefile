@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas golden clean lock interop docs docs-gen
+.PHONY: install run test lint typecheck unit integration e2e soak bench asyncapi schemas golden clean lock interop docs docs-gen browser screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,17 @@ bench: $(STAMP)
 interop: $(STAMP)
 	$(PY) interop/prometheus.py
 	$(PY) interop/alertmanager.py
+	$(MAKE) browser
+
+# The console in a real browser: Playwright driving Debian's chromium (installed when missing
+# and root; Playwright cannot download its own browsers here). `make test` deselects these.
+browser: $(STAMP)
+	$(PY) interop/chromium.py
+	$(VENV)/bin/pytest tests/console -m browser $(PYTEST_ARGS)
+
+# docs/img/console-*.png from a seeded `ingest-worker dev` (ports as `make run`: stop it first).
+screenshots: $(STAMP)
+	$(PY) interop/screenshots.py
 
 # Rewrite every tests/sources/<source>/<case>.expected.json from the mappers (review the diff).
 golden: $(STAMP)

@@ -24,7 +24,8 @@ def test_a_name_defined_twice_is_an_error() -> None:
                        "select_recoveries", "insert_recoveries", "select_evidence",
                        "write_chunk", "select_command_scopes", "select_command_targets",
                        "select_receipts", "insert_receipts", "insert_command_results"}),
-        ("audit.sql", {"incidents_by_id", "events_by_incident", "evidence_by_incident"}),
+        ("audit.sql", {"incidents_by_id", "events_by_incident", "evidence_by_incident",
+                       "events_of_incident"}),
     ],
 )  # fmt: skip
 def test_packaged_query_files(file_name: str, names: set[str]) -> None:

@@ -253,6 +253,7 @@ def cmd_dev(_: argparse.Namespace) -> int:
             f"  health and metrics: curl localhost:{settings.http_port}/readyz  ·  /metrics\n"
             f"{curl_example(gateway.port)}"
             f"  webhook gateway on :{gateway.port}, UNAUTHENTICATED (dev only): /docs, /readyz\n"
+            f"  web console: http://localhost:{gateway.port}/\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

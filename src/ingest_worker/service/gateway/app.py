@@ -34,7 +34,7 @@ log = structlog.get_logger("ingest_worker.gateway")
 #: exposes `router: APIRouter`; it is included when its group is in `INGEST_GATEWAY_ROUTES`.
 OPTIONAL_ROUTERS: tuple[tuple[str, str], ...] = (
     ("read", "ingest_worker.service.gateway.read_api"),
-    ("console", "ingest_worker.service.gateway.console"),
+    ("console", "ingest_worker.service.console"),
 )
 
 

@@ -15,6 +15,7 @@ Every lookup compares with `hmac.compare_digest` against every candidate (no ear
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import time
@@ -196,6 +197,16 @@ class CredentialStore:
 
     def principals_of(self, token: bytes) -> list[Principal]:
         return [binding.principal for binding in self.bindings_of(token)]
+
+    def principals_of_digest(self, digest: bytes) -> list[Principal]:
+        """The principals of the token whose SHA-256 is `digest` (a console session keeps the
+        digest, never the token, and is ended by the token's removal)."""
+        self._refresh()
+        return [
+            b.principal
+            for b in self._bindings
+            if hmac.compare_digest(hashlib.sha256(b.token).digest(), digest)
+        ]
 
     def ingests(self, source: str) -> bool:
         """Whether any credential may ingest for `source` (else: fail closed, or dev)."""

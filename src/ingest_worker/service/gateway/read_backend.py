@@ -215,8 +215,9 @@ class ReadBackend:
 
 
 def attach_backend(app: FastAPI, settings: Settings, config: GatewaySettings) -> ReadBackend | None:
-    """The read routes' backend on `app.state`, when the deployment exposes them."""
-    if "read" not in config.route_groups:
+    """The read routes' backend on `app.state`, when the deployment exposes them (or the
+    console, which reads through the same backend)."""
+    if not {"read", "console"} & set(config.route_groups):
         return None
     backend = ReadBackend(settings)
     app.state.read_backend = backend

@@ -142,6 +142,30 @@ async def _await_receipt(
         pause = min(pause * 1.5, 0.25)
 
 
+async def send_command(
+    backend: ReadBackend,
+    principal: Principal,
+    incident_id: uuid.UUID,
+    body: CommandRequest,
+    command_id: str,
+    wait: float,
+) -> dict[str, Any] | None:
+    """The command path (the HTTP route's and the console's): publish `body` as `principal`
+    unless `command_id` is already decided, then wait up to `wait` seconds for its receipt.
+    Another tenant's or an unknown incident: refusal 404; not decided in time: None."""
+    tenant = principal.tenant
+    async with reads.reading(backend.pool, tenant) as conn:
+        exists = await conn.fetchval(_EXISTS, tenant, incident_id)
+        decided = await reads.get_receipt(conn, tenant, command_id)
+    if not exists:
+        raise refusal(404, "not_found", f"no incident {incident_id}")
+    if decided is None:
+        record = command_record(principal, incident_id, command_id, body)
+        await _publish(backend, tenant, incident_id, dumps(record))
+        decided = await _await_receipt(backend, tenant, command_id, wait)
+    return decided
+
+
 @router.post(
     "/v1/incidents/{incident_id}/commands",
     response_model=CommandOutcome,
@@ -175,17 +199,8 @@ async def post_command(
     ] = None,
 ) -> Response:
     body = await _body(request)
-    tenant = principal.tenant
     command_id = idempotency_key or f"http-{uuid.uuid4()}"
-    async with reads.reading(backend.pool, tenant) as conn:
-        exists = await conn.fetchval(_EXISTS, tenant, incident_id)
-        decided = await reads.get_receipt(conn, tenant, command_id)
-    if not exists:
-        raise refusal(404, "not_found", f"no incident {incident_id}")
-    if decided is None:
-        record = command_record(principal, incident_id, command_id, body)
-        await _publish(backend, tenant, incident_id, dumps(record))
-        decided = await _await_receipt(backend, tenant, command_id, wait)
+    decided = await send_command(backend, principal, incident_id, body, command_id, wait)
     if decided is None:
         location = f"/v1/commands/{command_id}"
         return JSONResponse(

@@ -24,3 +24,11 @@ SELECT tenant, incident_id, kind, ref, sha256
 FROM incident_evidence
 WHERE $1::text IS NULL OR tenant = $1::text
 ORDER BY tenant, incident_id, sha256;
+
+-- name: events_of_incident
+-- One incident's chain (the console's verified mark), in seq order.
+SELECT tenant, id, incident_id, seq, type, occurred_at, payload::text AS payload, prev_hash,
+       hash
+FROM incident_events
+WHERE tenant = $1::text AND incident_id = $2::uuid
+ORDER BY seq;
