@@ -45,6 +45,7 @@ def _rows(model: type[BaseSettings]) -> list[str]:
 def configuration_reference() -> str:
     """The page: every `INGEST_*` variable of the worker and of the gateway."""
     from ingest_worker.service.config import Settings
+    from ingest_worker.service.console.settings import ConsoleSettings
     from ingest_worker.service.gateway.read_backend import ReadSettings
     from ingest_worker.service.gateway.settings import GatewaySettings
 
@@ -83,5 +84,12 @@ def configuration_reference() -> str:
         "",
         *header,
         *_rows(ReadSettings),
+        "",
+        "## Console",
+        "",
+        "Read by the gateway when it serves the console (`INGEST_GATEWAY_ROUTES` with `console`).",
+        "",
+        *header,
+        *_rows(ConsoleSettings),
     ]
     return "\n".join(lines) + "\n"
