@@ -98,7 +98,7 @@ async def test_rows_written_before_tenants_become_the_default_tenants_unchanged(
         for row in rows:
             await old_store.execute(insert, row)
     applied = await migrate(old_store)
-    assert [m.version for m in applied][0] == TENANTS_VERSION  # and any later migrations
+    assert applied[0].version == TENANTS_VERSION  # and any later migrations
     for table in TABLES:
         assert await _dump(old_store, table) == copied[table], table
         if table != "outbox_lanes":
