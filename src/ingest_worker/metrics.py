@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker (SPEC §6), in a registry of their own."""
+"""Prometheus metrics of the worker, in a registry of their own."""
 
 from __future__ import annotations
 

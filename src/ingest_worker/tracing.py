@@ -5,7 +5,7 @@ does it with `service.telemetry.configure` when the standard `OTEL_*` variables 
 span is the API's non-recording span and the hot paths skip building attributes, links and
 headers: `active()` is one function call and an `isinstance`.
 
-Spans (README "Tracing"): `ingest.batch` (a consumed batch; links to the trace context of each
+Spans (documentation: Operations, Tracing): `ingest.batch` (a consumed batch; links to the trace context of each
 record that carried a `traceparent` header, or that context as parent for a batch of one record),
 `ingest.store` (its transaction), `ingest.command` (one command or source transition),
 `ingest.outbox.publish`, and the gateway's request and produce spans. The `traceparent` of the

@@ -85,7 +85,7 @@ def event_id(incident: uuid.UUID, seq: int) -> uuid.UUID:
 
 
 def evidence_sha256(incident: uuid.UUID, kind: str, ref: str) -> str:
-    """Evidence identity: sha256 of canonical `{incident_id, kind, ref}` (seed 000).
+    """Evidence identity: sha256 of canonical `{incident_id, kind, ref}`.
 
     Formatted directly (it is on the hot path); equal to canonical_sha256 of that mapping.
     """

@@ -58,7 +58,7 @@ BODY_FIELDS = (
     "prev_hash", "changes", "snapshot", "cause",
 )  # fmt: skip
 
-#: Every event type (SPEC §7.5): one per transition, the same for signals and commands.
+#: Every event type: one per transition, the same for signals and commands.
 EVENT_TYPES = (
     "incident.created", "incident.updated", "incident.promoted", "incident.acknowledged",
     "incident.unacknowledged", "incident.mitigating", "incident.mitigated", "incident.resolved",
@@ -227,7 +227,7 @@ def event_body_for_publish(row: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """A status transition an event records, for the lifecycle metrics (SPEC §7.6)."""
+    """A status transition an event records, for the lifecycle metrics."""
 
     from_status: str | None
     to_status: str

@@ -1,4 +1,4 @@
-"""The incident state machine (SPEC §7.1): states, verbs, the transition table, authority.
+"""The incident state machine: states, verbs, the transition table, authority.
 
 Pure and clock-free: a decision depends on the incident's status, the verb, who asks (a command's
 roles, or a signal / the source itself) and whether a rationale was given; never on the time
@@ -26,7 +26,7 @@ class Status(StrEnum):
 
 
 class Verb(StrEnum):
-    """Commands (SPEC §7.2) and the two signal verbs: `recover` (a recovery signal) and
+    """Commands and the two signal verbs: `recover` (a recovery signal) and
     `trigger` (a trigger signal on an existing incident)."""
 
     PROMOTE = "promote"
@@ -50,7 +50,7 @@ COMMAND_VERBS: Final = tuple(v for v in Verb if v not in (Verb.RECOVER, Verb.TRI
 
 
 class Refusal(StrEnum):
-    """Stable reasons of a `rejected` outcome (SPEC §7.2)."""
+    """Stable reasons of a `rejected` outcome."""
 
     UNKNOWN_INCIDENT = "unknown_incident"
     TRANSITION_NOT_ALLOWED = "transition_not_allowed"
@@ -226,7 +226,7 @@ def decide(
 ANY_ACTOR: Final = "*"
 _STATUS_ROLES: Final = frozenset({"ONCALL_ENGINEER", "SRE_LEAD", "ORG_ADMIN"})
 
-#: SPEC §7.2: status verbs need ONCALL_ENGINEER, SRE_LEAD or ORG_ADMIN; change_severity
+#: status verbs need ONCALL_ENGINEER, SRE_LEAD or ORG_ADMIN; change_severity
 #: SRE_LEAD or ORG_ADMIN; annotate any actor.
 DEFAULT_POLICY: Final[Mapping[Verb, frozenset[str]]] = {
     **{verb: _STATUS_ROLES for verb in COMMAND_VERBS},

@@ -29,7 +29,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     #: A new recovery signal (whether or not an incident of its scope was active).
     RECOVERED = "recovered"
-    #: Command and source-transition outcomes (SPEC §7.2).
+    #: Command and source-transition outcomes.
     APPLIED = "applied"
     NOOP = "noop"
     REJECTED = "rejected"
@@ -78,7 +78,7 @@ class BatchPlan:
     """The new effects of one batch, grouped by incident key in order of first appearance.
 
     Triggers (`IncidentInput`) and recoveries (`Recovery`) are folded per incident key in batch
-    order (SPEC §7.3, §7.4): a trigger adds an occurrence, reopens an incident resolved by a
+    order (§7.4): a trigger adds an occurrence, reopens an incident resolved by a
     recovery less than `reopen_window` ago, or opens a new episode; a recovery resolves the
     active incident of each key of its scope whose newest trigger is older. The newest recovery
     of a scope, stored or earlier in the batch, makes a trigger older than it born resolved.
@@ -279,7 +279,7 @@ class _Fold:
         )  # fmt: skip
         newest = self.plan._newest_recovery(self.scope, index)
         if newest is not None and newest[0] > signal.signal_time:
-            # SPEC §7.3: a trigger older than a recovery of its scope is born resolved.
+            # a trigger older than a recovery of its scope is born resolved.
             resolved = replace(
                 after, status="RESOLVED", resolved_at=newest[0], resolved_by="signal",
                 last_seq=after.last_seq + 1,

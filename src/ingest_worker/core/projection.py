@@ -18,7 +18,7 @@ from ingest_worker.core.values import IncidentInput
 STATUS_OPEN = "OPEN"
 
 
-#: Values of the lifecycle columns (SPEC §7.6) in a snapshot written before they existed.
+#: Values of the lifecycle columns in a snapshot written before they existed.
 def lifecycle_defaults(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     """`snapshot` with the lifecycle fields an event written before migration 0002 lacks."""
     defaults: dict[str, Any] = {

@@ -76,7 +76,7 @@ class IncidentInput:
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """A recovery signal (SPEC §7.3): the problem of `scope` went away at `signal_time`.
+    """A recovery signal: the problem of `scope` went away at `signal_time`.
 
     It resolves every active incident of its scope whose newest trigger is older than
     `signal_time`, and is remembered, so that a later-arriving trigger with an older time is
@@ -93,7 +93,7 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True)
 class SourceTransition:
-    """A lifecycle verb a source reports on one of its own incidents (SPEC §8): a PagerDuty
+    """A lifecycle verb a source reports on one of its own incidents: a PagerDuty
     acknowledgement, an Opsgenie note. Applied with the source as actor and authority; a verb
     the incident's state does not allow is counted and logged, never dead-lettered."""
 
@@ -120,7 +120,7 @@ class RejectedPart:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A lifecycle command (SPEC §7.2), validated. `content_sha256` identifies its content:
+    """A lifecycle command, validated. `content_sha256` identifies its content:
     the same `command_id` with other content is `idempotency_key_reused`."""
 
     command_id: str

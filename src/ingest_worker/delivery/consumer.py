@@ -142,7 +142,7 @@ class BatchConsumer:
             parser=_pass_through_parser,
             decoder=_records_as_body,
             title="signals:consume",
-            description="Failure signals, mapped to incidents per seed 000; each record is "
+            description="Failure signals, mapped to incidents; each record is "
             "validated on its own and bad ones go to the dead-letter topic.",
         )
 

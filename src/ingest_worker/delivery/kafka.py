@@ -26,7 +26,7 @@ BROKER_CALL_TIMEOUT = 15.0
 
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """The original headers unchanged, then the `x-dlq-*` headers of SPEC §4."""
+    """The original headers unchanged, then the `x-dlq-*` headers"""
     record = letter.record
     return [
         *record.headers,

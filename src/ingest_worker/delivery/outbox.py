@@ -170,7 +170,7 @@ class OutboxPublisher:
         return len(rows)
 
     async def _publish_results(self, conn: Any) -> int:
-        """Publish pending command outcomes (SPEC §7.2) to the results topic, at least once."""
+        """Publish pending command outcomes to the results topic, at least once."""
         if self._results_topic is None:
             return 0
         rows = await conn.fetch(_FETCH_RESULTS, self._batch_size)

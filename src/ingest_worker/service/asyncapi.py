@@ -91,7 +91,7 @@ EVENT_BODY: dict[str, Any] = {
     "type": "object",
     "title": "IncidentEvent",
     "description": "Key: incident id. hash = sha256 over the canonical JSON of the body without "
-    "`hash` and `tenant`, followed by prev_hash (see README, 'Events'; the tenant is bound "
+    "`hash` and `tenant`, followed by prev_hash (see the documentation, 'Topics and the store'; the tenant is bound "
     "through incident_id, derived from it).",
     "required": [
         "id",

@@ -314,7 +314,7 @@ class Settings(_SourceTopics):
         return topics
 
     def policy(self) -> dict[Verb, frozenset[str]]:
-        """The role policy: SPEC §7.2's default, overridden verb by verb by `policy_file`."""
+        """The role policy: the default, overridden verb by verb by `policy_file`."""
         if self.policy_file is None:
             return dict(DEFAULT_POLICY)
         with open(self.policy_file, encoding="utf-8") as handle:

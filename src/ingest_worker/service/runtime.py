@@ -3,8 +3,7 @@
 `loop_factory`: the worker's asyncio event loop is uvloop's (libuv, sockets and callbacks in C)
 unless `INGEST_EVENT_LOOP=asyncio`, or uvloop cannot be imported (it has no Windows build):
 the worker spent ~25% of its CPU in the event loop, selectors and socket transports, and
-uvloop took 3–5% of the worker's CPU per signal off (three saturation runs, README
-"Performance").
+uvloop took 3–5% of the worker's CPU per signal off (see the benchmark's results).
 
 The worker allocates many short-lived containers per signal (decoded JSON, events, snapshots),
 almost all freed by reference counting as soon as a batch is written. With CPython's default
@@ -15,7 +14,7 @@ run that was 4,094 collections, 33 of them full, 2.4 s of the worker's 18.4 s of
 
 `tune_gc` raises the first threshold (`INGEST_GC_THRESHOLD`, default 50,000) and freezes what
 start-up allocated (`gc.freeze`: never scanned again); the same run then makes 4 collections
-(0.04 s), and the worker's RSS stays flat (bench/results/, README "Performance").
+(0.04 s), and the worker's RSS stays flat (bench/results/, the documentation's Performance page).
 Reference counting still frees everything that is not part of a cycle at once; cycles are still
 collected, only less often. `INGEST_GC_THRESHOLD=0` keeps CPython's defaults.
 """

@@ -1,4 +1,4 @@
-"""Prometheus Alertmanager webhook notifications (`"version": "4"`, SPEC §8).
+"""Prometheus Alertmanager webhook notifications (`"version": "4"`).
 
 Every alert of the group is its own signal (`sources.alert_groups`): firing → an incident input,
 resolved → a recovery of its key. Key: `alertmanager:<fingerprint>`. Severity: `labels.severity`

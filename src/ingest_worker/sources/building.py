@@ -102,7 +102,7 @@ def build_incident(
 ) -> IncidentInput:
     """The incident input, the signal being its primary evidence (kind = source kind).
 
-    `scope`: the recovery scope (SPEC §7.3) the incident belongs to; None: its key.
+    `scope`: the recovery scope the incident belongs to; None: its key.
 
     The title and the classification are redacted; the key, refs, env and correlation keys are
     identifiers built from ids and names, kept as they are so that keys keep the seed's format.

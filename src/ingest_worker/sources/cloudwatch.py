@@ -1,8 +1,8 @@
-"""AWS CloudWatch alarms (SPEC §8): the EventBridge "CloudWatch Alarm State Change" event.
+"""AWS CloudWatch alarms: the EventBridge "CloudWatch Alarm State Change" event.
 
 - Key: `cloudwatch:<alarm ARN>` (`resources[0]`, else `detail.alarmArn`): the ARN names account,
   region and alarm (`alarmName` alone is not unique). It repeats across occurrences: an ALARM
-  after an OK reopens or opens a new episode (SPEC §7.4).
+  after an OK reopens or opens a new episode.
 - `detail.state.value` ALARM → RED trigger (CloudWatch has no severity); OK → recovery of the
   key; INSUFFICIENT_DATA → ignored (neither firing nor recovered).
 - Other events of `aws.cloudwatch` — "CloudWatch Alarm Configuration Change" (an alarm created,

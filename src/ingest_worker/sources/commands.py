@@ -1,4 +1,4 @@
-"""Lifecycle commands on `incident.commands` (SPEC §7.2): the wire model and its decoding.
+"""Lifecycle commands on `incident.commands`: the wire model and its decoding.
 
 Decoded like signals (size, encoding, JSON, schema; a malformed command is dead-lettered with
 its reason). Not a signal source: it is not in the registry, the worker subscribes it beside
@@ -81,7 +81,7 @@ def to_command(message: CommandMessage) -> tuple[Command, ...]:
             roles=tuple(message.actor.roles),
             issued_at=message.issuedAt,
             content_sha256=canonical_sha256(data),
-            # Stored and published with the event: redacted like every free text (SPEC §5).
+            # Stored and published with the event: redacted like every free text.
             rationale=redact_text(message.rationale) if message.rationale else None,
             note=redact_text(message.note) if message.note else None,
             severity=Severity(message.severity) if message.severity else None,
@@ -94,6 +94,6 @@ COMMANDS: Final = Source(
     name=NAME,
     topic="incident.commands",
     setting="commands",
-    summary="Lifecycle commands (SPEC §7.2): acknowledge, resolve, close, … with an actor.",
+    summary="Lifecycle commands: acknowledge, resolve, close, … with an actor.",
     shapes=(Shape("command", CommandMessage, to_command, schema_file="command.schema.json"),),
 )

@@ -1,7 +1,7 @@
-"""Datadog monitor notifications (SPEC §8) through the webhooks integration.
+"""Datadog monitor notifications through the webhooks integration.
 
 Datadog has no fixed webhook body: the body is a template of `$VARIABLES` the user writes. We
-publish one (README, "signals.datadog"); this module reads what it renders and tolerates other
+publish one (the documentation's Datadog page); this module reads what it renders and tolerates other
 templates as long as they carry an identity (`alert_cycle_key`, or `alert_id` with
 `alert_scope`), an `alert_transition` and a `date` (or `last_updated`).
 
@@ -113,7 +113,7 @@ def datadog_key(signal: DatadogWebhook) -> str:
         return f"{NAME}:{signal.alert_id}:{(signal.alert_scope or '').strip()}"
     raise _unmappable(
         "alert_cycle_key and alert_id are missing: the webhook body carries no alert identity "
-        "(use the recommended template, see the README)"
+        "(use the recommended template, see the Datadog page of the documentation)"
     )
 
 
@@ -224,7 +224,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.datadog",
     setting="datadog",
-    summary="Datadog monitor notifications, the webhook body of the recommended template (README).",
+    summary="Datadog monitor notifications, the webhook body of the recommended template (see the documentation's Datadog page).",
     error_codes=(DATADOG_ALERT,),
     shapes=(
         Shape("webhook", DatadogWebhook, map_datadog, schema_file="datadog-webhook.schema.json"),

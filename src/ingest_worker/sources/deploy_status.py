@@ -1,4 +1,4 @@
-"""Deploy status changes (seed 000 §1.A): RED and YELLOW open incidents, GREEN creates none."""
+"""Deploy status changes: RED and YELLOW open incidents, GREEN creates none."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def map_deploy_status(signal: DeployStatusSignal) -> IncidentInput | None:
 
 
 def recovery_scope(signal: DeployStatusSignal) -> str:
-    """SPEC §7.3: GREEN resolves the incidents of the same env and deployId (a missing
+    """GREEN resolves the incidents of the same env and deployId (a missing
     deployId matches only `unknown`)."""
     return f"deploy_status:{signal.env}:{signal.deployId or UNKNOWN}"
 
@@ -132,7 +132,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.deploy-status",
     setting="deploy_status",
-    summary="Deploy status changes (seed 000 §1.A).",
+    summary="Deploy status changes.",
     error_codes=ERROR_CODES,
     shapes=(
         Shape(

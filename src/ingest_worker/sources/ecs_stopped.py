@@ -1,4 +1,4 @@
-"""Stopped ECS tasks (seed 000 §1.C): the seed shape and AWS EventBridge "ECS Task State Change".
+"""Stopped ECS tasks: the seed shape and AWS EventBridge "ECS Task State Change".
 
 Every stopped task is an incident: RED when it failed (non-zero exit code, or a stoppedReason
 with error, fail or crash), YELLOW otherwise.
@@ -307,7 +307,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.ecs",
     setting="ecs",
-    summary="Stopped ECS tasks (seed 000 §1.C), flattened or as the EventBridge event.",
+    summary="Stopped ECS tasks, flattened or as the EventBridge event.",
     error_codes=ERROR_CODES,
     shapes=(
         Shape(

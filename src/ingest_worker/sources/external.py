@@ -1,4 +1,4 @@
-"""Generic ingestion (seed 002's request schema) on `signals.external` (SPEC §8).
+"""Generic ingestion (the generic request schema) on `signals.external`.
 
 - Fields and limits as seed 002: `sourceType` one of its six values, `sourceRef` ≤ 512,
   `title` ≤ 500, `description` ≤ 5000, `timeline.start` required, `severity` one of
@@ -8,7 +8,7 @@
   back unambiguously even when `sourceRef` has one.
 - No `timeline.resolvedAt` nor `timeline.end` (absent or null) → a trigger at `timeline.start`.
   With one → the same trigger *and* a recovery of the key at that time: an incident reported
-  after the fact is created already resolved (SPEC §7.3), and one reported earlier is resolved.
+  after the fact is created already resolved, and one reported earlier is resolved.
   When both are set, `resolvedAt` wins (it names the resolution; `end` may mean the end of
   impact). A resolution before `start` is a schema violation.
 - Severity: critical, high → RED; medium, low, info → YELLOW; absent → YELLOW (the seed
@@ -228,7 +228,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.external",
     setting="external",
-    summary="Generic ingestion requests (seed 002 schema), idempotent by sourceType and sourceRef.",
+    summary="Generic ingestion requests (the generic request schema), idempotent by sourceType and sourceRef.",
     error_codes=(EXTERNAL_ALERT,),
     shapes=(
         Shape(

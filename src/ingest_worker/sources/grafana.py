@@ -1,4 +1,4 @@
-"""Grafana alerting webhook notifications (`"version": "1"`, SPEC §8).
+"""Grafana alerting webhook notifications (`"version": "1"`).
 
 The Alertmanager family's group shape plus `orgId`, per-alert links (`silenceURL`,
 `dashboardURL`, `panelURL`, `imageURL`), `values` / `valueString` and the deprecated `title`,

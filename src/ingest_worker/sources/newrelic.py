@@ -1,4 +1,4 @@
-"""New Relic issues (SPEC §8): the workflow webhook destination's default payload.
+"""New Relic issues: the workflow webhook destination's default payload.
 
 - Key: `newrelic:<id>` (the issue id, `issueId`; one issue per occurrence).
 - `state` CREATED, ACTIVATED → trigger (signal time `createdAt`: when the issue began, the same

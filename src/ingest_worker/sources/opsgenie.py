@@ -1,8 +1,8 @@
-"""Opsgenie alerts (SPEC §8): the alert action data of Opsgenie's outgoing webhook integration.
+"""Opsgenie alerts: the alert action data of Opsgenie's outgoing webhook integration.
 
 - Key: `opsgenie:<alert.alias>`, else `opsgenie:<alert.alertId>` (an empty alias counts as
   missing). The alias repeats across occurrences (Opsgenie keeps one *open* alert per alias):
-  a Create after a Close opens a new episode (SPEC §7.4).
+  a Create after a Close opens a new episode.
 - `action` Create → trigger at `alert.createdAt` (epoch ms); Close → recovery of the key;
   Acknowledge, UnAcknowledge, AddNote → source-reported `acknowledge`, `unacknowledge`,
   `annotate` (note: `alert.note`, redacted, at most 5000 characters kept), actor

@@ -1,4 +1,4 @@
-"""PagerDuty on one topic, two shapes (SPEC §8): Webhooks v3 (`{"event": {...}}`) and Events API v2.
+"""PagerDuty on one topic, two shapes: Webhooks v3 (`{"event": {...}}`) and Events API v2.
 
 Webhooks v3 (what PagerDuty sends about its incidents), key `pagerduty:<incident id>`:
 
@@ -120,7 +120,7 @@ class PagerDutyEventData(WireModel):
     service: PagerDutyReference | None = None
     priority: PagerDutyReference | None = None
     incident: PagerDutyReference | None = None
-    # Notes can be longer than a note of SPEC §7.2; the note is cut to 5000 characters.
+    # Notes can be longer than a note; the note is cut to 5000 characters.
     content: str | None = None
 
 

@@ -1,4 +1,4 @@
-"""CI runner step results (seed 000 §1.D): the seed shape and GitHub's `workflow_job` webhook.
+"""CI runner step results: the seed shape and GitHub's `workflow_job` webhook.
 
 failure and timeout open RED incidents, cancelled YELLOW; success and skipped create none.
 """
@@ -146,7 +146,7 @@ def runner_incident(
     source: SignalPayload,
     extra_evidence: Iterable[EvidenceInput],
 ) -> IncidentInput:
-    """seed 000 §1.D for one step: failure / timeout → RED, cancelled → YELLOW;
+    """For one step: failure / timeout → RED, cancelled → YELLOW;
     timeout → RUNNER_STEP_TIMEOUT, failure and cancelled → RUNNER_STEP_FAILED."""
     severity = Severity.YELLOW if conclusion is RunnerConclusion.CANCELLED else Severity.RED
     code = RUNNER_STEP_TIMEOUT if conclusion is RunnerConclusion.TIMEOUT else RUNNER_STEP_FAILED
@@ -179,7 +179,7 @@ def runner_incident(
 
 
 def recovery_scope(run_id: str, step_name: str) -> str:
-    """SPEC §7.3: a success resolves the incidents of the same run and step, any conclusion."""
+    """a success resolves the incidents of the same run and step, any conclusion."""
     return f"runner:{run_id}:{step_name}"
 
 
@@ -407,7 +407,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.runner",
     setting="runner",
-    summary="CI runner step results (seed 000 §1.D), as the seed shape or GitHub workflow_job.",
+    summary="CI runner step results, as the seed shape or GitHub workflow_job.",
     error_codes=ERROR_CODES,
     shapes=(
         Shape(

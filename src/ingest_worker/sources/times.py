@@ -1,4 +1,4 @@
-"""Timestamp forms of external tools (SPEC §8), each read exactly, never through a float.
+"""Timestamp forms of external tools, each read exactly, never through a float.
 
 - `ToolTimestamp`: RFC 3339 as `wire.Timestamp`, also with `+hhmm` offsets (PagerDuty,
   CloudWatch: `2021-01-01T00:00:00.000+0000`) and `YYYY-MM-DD HH:MM:SS` with an offset.

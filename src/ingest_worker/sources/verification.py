@@ -1,4 +1,4 @@
-"""Post-deploy verification runs (seed 000 §1.B): failed and timeout open RED incidents."""
+"""Post-deploy verification runs: failed and timeout open RED incidents."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def map_verification(signal: VerificationSignal) -> IncidentInput | None:
 
 
 def recovery_scope(signal: VerificationSignal) -> str:
-    """SPEC §7.3: `passed` resolves the incidents of the same deployId (or unknown) and
+    """`passed` resolves the incidents of the same deployId (or unknown) and
     playbookId."""
     return f"verification:{signal.deployId or UNKNOWN}:{signal.playbookId}"
 
@@ -157,7 +157,7 @@ SOURCE: Final = Source(
     name=NAME,
     topic="signals.verification",
     setting="verification",
-    summary="Post-deploy verification runs (seed 000 §1.B).",
+    summary="Post-deploy verification runs.",
     error_codes=ERROR_CODES,
     shapes=(
         Shape(

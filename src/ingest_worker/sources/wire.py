@@ -1,6 +1,6 @@
-"""Wire models: the JSON payloads accepted on the signal topics (seed 000 shapes, real envelopes).
+"""Wire models: the JSON payloads accepted on the signal topics (documented shapes and real envelopes).
 
-Rules shared by every payload (SPEC §1, §5, seed 002 limits):
+Rules shared by every payload (§5, seed 002 limits):
 - field names as producers send them (camelCase for seed 000, AWS and GitHub names for theirs);
 - extra fields are accepted and kept (they travel with the evidence);
 - timestamps are RFC 3339 strings with an offset or `Z`; naive or out-of-range ones are rejected;

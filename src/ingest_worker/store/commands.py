@@ -1,4 +1,4 @@
-"""Commands and source-reported transitions, applied inside the batch transaction (SPEC §7.2).
+"""Commands and source-reported transitions, applied inside the batch transaction.
 
 Per command, in batch order: its receipt decides first (the same commandId again republishes
 the stored outcome; with other content it is `idempotency_key_reused`); otherwise the target's

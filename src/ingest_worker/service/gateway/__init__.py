@@ -1,4 +1,4 @@
-"""The webhook gateway (SPEC §9): HTTP from alerting tools → the source topics, acks=all.
+"""The webhook gateway: HTTP from alerting tools → the source topics, acks=all.
 
 Stateless: it authenticates, validates with the worker's own decoding, produces, and answers
 202 only once the broker acknowledged. The worker stays the only writer of the store.

@@ -1,4 +1,4 @@
--- The incident store (SPEC §3): projection, evidence, append-only hash-chained events,
+-- The incident store: projection, evidence, append-only hash-chained events,
 -- permanent signal idempotency and the transactional outbox.
 -- Every constraint is named: the write path refers to them in ON CONFLICT clauses.
 

@@ -1,4 +1,4 @@
--- The incident lifecycle (SPEC §7): episodes, lifecycle columns, persisted recoveries.
+-- The incident lifecycle: episodes, lifecycle columns, persisted recoveries.
 -- Existing rows become episode 1 of their key, status as stored (OPEN), their recovery scope
 -- their own key (seed keys that share a scope get it from their next signal's events).
 
@@ -32,7 +32,7 @@ CREATE INDEX incidents_active_recovery_scope_idx ON incidents (recovery_scope)
     WHERE status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED');
 
 -- Recovery signals, kept permanently: a trigger older than its scope's newest recovery is born
--- resolved (SPEC §7.3), whatever the arrival order.
+-- resolved, whatever the arrival order.
 CREATE TABLE recoveries (
     scope         text        NOT NULL,
     signal_sha256 text        NOT NULL,

@@ -1,4 +1,4 @@
--- Lifecycle commands (SPEC §7.2): permanent receipts and the outbox of their outcomes.
+-- Lifecycle commands: permanent receipts and the outbox of their outcomes.
 
 -- One receipt per commandId, forever (seed 004: no TTL). The same commandId again republishes
 -- `result`; with other content (content_sha256) it is rejected as idempotency_key_reused.
