@@ -212,7 +212,10 @@ WITH wanted AS (
         LIMIT 1
     ) AS n
     UNION
-    SELECT b.id FROM incidents AS b WHERE b.tenant = $3::text AND b.id = ANY($2::uuid[])
+    SELECT b.id FROM unnest($2::uuid[]) AS v(id)
+    CROSS JOIN LATERAL (
+        SELECT n.id FROM incidents AS n WHERE n.tenant = $3::text AND n.id = v.id OFFSET 0
+    ) AS b
 )
 SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
