@@ -13,8 +13,11 @@ Per batch, on one connection, in one READ COMMITTED transaction:
    the events: the events and their outbox rows, each incident row as the snapshot of its
    newest event, the evidence rows the events list; then `pg_notify('ingest_outbox', '')`.
 
+A batch may mix tenants: each tenant's inputs are applied on its own rows (every query names
+its tenant), after one lock statement for the whole batch.
+
 Every writer of `incidents`/`incident_events` must take the same advisory locks
-(`lock_key`, class `LOCK_CLASS`). Driver exceptions propagate unchanged. A worker writing
+(`lock_key`, class `LOCK_CLASS`; keys derived from the tenant's ids). Driver exceptions propagate unchanged. A worker writing
 several batches at once orders their lock statements with `LOCK_TURN` (see `LockTurn`).
 No connection set-up is needed: jsonb crosses the wire as text, whatever codec is registered;
 `init_connection` (a pool's `init=`) only makes jsonb columns read as Python values elsewhere.

@@ -29,17 +29,23 @@ RETURNING incident_key, signal_sha256;
 
 -- name: select_incidents
 -- Newest episode of the given incident keys ($1), and of the keys with an active incident in
--- the given recovery scopes ($2, usually empty: skipped), with the hash of its newest event.
+-- the given recovery scopes ($2, usually empty), with the hash of its newest event.
 -- Two index scans (the key index, the partial index of active incidents by scope), never a
 -- scan of the table.
 WITH wanted AS (
     SELECT u.k AS incident_key FROM unnest($1::text[]) AS u(k)
     UNION
-    SELECT a.incident_key FROM incidents AS a
-    WHERE cardinality($2::text[]) > 0
-      AND a.tenant = $3::text
-      AND a.recovery_scope = ANY($2::text[])
-      AND a.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED')
+    -- One probe of the partial index per scope: as `recovery_scope = ANY($2)`, a young table's
+    -- planner chose a scan of the tenant's whole last_seen_at index instead.
+    SELECT a.incident_key
+    FROM unnest($2::text[]) AS r(scope)
+    CROSS JOIN LATERAL (
+        SELECT n.incident_key FROM incidents AS n
+        WHERE n.tenant = $3::text
+          AND n.recovery_scope = r.scope
+          AND n.status IN ('PENDING', 'OPEN', 'ACKNOWLEDGED', 'MITIGATING', 'MITIGATED')
+        OFFSET 0
+    ) AS a
 )
 SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
@@ -206,7 +212,10 @@ WITH wanted AS (
         LIMIT 1
     ) AS n
     UNION
-    SELECT b.id FROM incidents AS b WHERE b.tenant = $3::text AND b.id = ANY($2::uuid[])
+    SELECT b.id FROM unnest($2::uuid[]) AS v(id)
+    CROSS JOIN LATERAL (
+        SELECT n.id FROM incidents AS n WHERE n.tenant = $3::text AND n.id = v.id OFFSET 0
+    ) AS b
 )
 SELECT i.id, i.incident_key, i.source_kind, i.severity, i.status, i.title, i.env,
        i.classification::text AS classification, i.source_primary::text AS source_primary,
