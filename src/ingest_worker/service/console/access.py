@@ -9,22 +9,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest_worker.service.console.core import (
-    FormRefused,
     console_of,
-    read_form,
+    posted_form,
     redirect,
-    refused,
     render,
     safe_next,
 )
-from ingest_worker.service.console.session import NotConfigured, csrf_valid
+from ingest_worker.service.console.session import NotConfigured
 
 router = APIRouter(include_in_schema=False)
-
-CSRF_REFUSAL = (
-    "This form's security token is missing or does not match your session (CSRF). "
-    "Reload the page and try again."
-)
 
 
 @router.get("/console/sign-in")
@@ -40,12 +33,9 @@ async def sign_in_page(request: Request) -> Response:
 async def sign_in(request: Request) -> Response:
     console = console_of(request)
     visitor = console.sessions.visitor(request)
-    try:
-        form = await read_form(request)
-    except FormRefused as exc:
-        return refused(request, visitor, exc.status, exc.message)
-    if not csrf_valid(visitor, form.get("csrf")):
-        return refused(request, visitor, 403, CSRF_REFUSAL)
+    form = await posted_form(request, visitor)
+    if isinstance(form, Response):
+        return form
     target = safe_next(form.get("next"))
     try:
         principal = console.sessions.sign_in(visitor, form.get("token", "").strip())
@@ -66,12 +56,9 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     console = console_of(request)
     visitor = console.sessions.visitor(request)
-    try:
-        form = await read_form(request)
-    except FormRefused as exc:
-        return refused(request, visitor, exc.status, exc.message)
-    if not csrf_valid(visitor, form.get("csrf")):
-        return refused(request, visitor, 403, CSRF_REFUSAL)
+    form = await posted_form(request, visitor)
+    if isinstance(form, Response):
+        return form
     console.sessions.sign_out(visitor)
     return redirect(request, visitor, "/console/sign-in")
 

@@ -11,7 +11,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ingest_worker.service.console.session import Sessions, Visitor
+from ingest_worker.service.console.session import Sessions, Visitor, csrf_valid
 from ingest_worker.service.console.settings import ConsoleSettings
 from ingest_worker.service.console.views import environment
 from ingest_worker.service.gateway.principal import Principal, PrincipalResolver
@@ -19,6 +19,10 @@ from ingest_worker.service.gateway.principal import Principal, PrincipalResolver
 #: A posted console form is small: anything bigger is refused before parsing.
 MAX_FORM_BYTES = 16 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
+CSRF_REFUSAL = (
+    "This form's security token is missing or does not match your session (CSRF). "
+    "Reload the page and try again."
+)
 
 
 @dataclass
@@ -121,6 +125,18 @@ async def read_form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise FormRefused(400, "the form could not be read") from None
     return {k: v[0] for k, v in parsed.items() if v}
+
+
+async def posted_form(request: Request, visitor: Visitor) -> dict[str, str] | Response:
+    """The posted form once it passes `read_form`'s checks and carries the visitor's CSRF
+    token; otherwise the refusal to answer with."""
+    try:
+        form = await read_form(request)
+    except FormRefused as exc:
+        return refused(request, visitor, exc.status, exc.message)
+    if not csrf_valid(visitor, form.get("csrf")):
+        return refused(request, visitor, 403, CSRF_REFUSAL)
+    return form
 
 
 def refused(request: Request, visitor: Visitor, status: int, message: str) -> Response:

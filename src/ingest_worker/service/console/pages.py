@@ -14,15 +14,14 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from ingest_worker.service.console.core import (
-    FormRefused,
     console_of,
-    read_form,
+    posted_form,
     refused,
     render,
     to_sign_in,
     url_tenant,
 )
-from ingest_worker.service.console.session import Visitor, csrf_valid
+from ingest_worker.service.console.session import Visitor
 from ingest_worker.service.console.views import ListQuery, parse_query
 from ingest_worker.service.gateway import problems
 from ingest_worker.service.gateway.read_backend import ReadBackend
@@ -167,14 +166,9 @@ def _command(form: dict[str, str]) -> CommandRequest | str:
 async def incident_action(request: Request, incident_id: str) -> Response:
     console = console_of(request)
     visitor = console.sessions.visitor(request)
-    try:
-        form = await read_form(request)
-    except FormRefused as exc:
-        return refused(request, visitor, exc.status, exc.message)
-    if not csrf_valid(visitor, form.get("csrf")):
-        from ingest_worker.service.console.access import CSRF_REFUSAL
-
-        return refused(request, visitor, 403, CSRF_REFUSAL)
+    form = await posted_form(request, visitor)
+    if isinstance(form, Response):
+        return form
     principal = visitor.principal
     if principal is None:
         return to_sign_in(request, visitor)
