@@ -29,12 +29,12 @@ from ingest_worker.service.console.core import console_of, url_tenant
 from ingest_worker.service.console.views import ListQuery, parse_query
 from ingest_worker.service.gateway.read_backend import ReadBackend
 from ingest_worker.service.gateway.read_stream import (
-    CUT_OFF,
     READY_WAIT_SECONDS,
     StreamEvent,
     StreamFilter,
-    replay,
+    tenant_events,
 )
+from ingest_worker.service.gateway.read_stream import RESYNC as STREAM_RESYNC
 from ingest_worker.store import reads
 from ingest_worker.store.reads import BadReadRequest, StreamPosition
 
@@ -94,35 +94,19 @@ async def _frames(
     query: ListQuery,
     after: StreamPosition | None,
 ) -> AsyncIterator[str]:
-    subscriber = backend.fanout.subscribe(tenant)
     try:
-        yield ": open\n\n"
-        replayed: set[str] = set()
-        if after is not None:
-            async for missed in replay(backend, tenant, after, StreamFilter()):
-                if missed is None:
+        async with contextlib.aclosing(
+            tenant_events(backend, tenant, after, StreamFilter())
+        ) as items:
+            async for item in items:
+                if item == STREAM_RESYNC:
                     yield RESYNC
-                    replayed.clear()
-                    break
-                replayed.add(missed.event_id)
-                yield await _rendered(request, backend, tenant, query, missed)
-        keepalive = backend.config.stream_keepalive_seconds
-        while True:
-            try:
-                item = await asyncio.wait_for(subscriber.queue.get(), keepalive)
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            if item is CUT_OFF or not isinstance(item, StreamEvent):
-                return
-            if item.event_id in replayed:
-                replayed.discard(item.event_id)
-                continue
-            yield await _rendered(request, backend, tenant, query, item)
+                elif isinstance(item, str):
+                    yield item
+                else:
+                    yield await _rendered(request, backend, tenant, query, item)
     except Exception as exc:  # a read failing ends this stream; the browser comes back
         log.warning("console_stream_read_failed", error=type(exc).__name__)
-    finally:
-        backend.fanout.unsubscribe(subscriber)
 
 
 @router.get("/console/stream")

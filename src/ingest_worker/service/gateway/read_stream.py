@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -310,9 +310,12 @@ STREAM_PARAMETERS = frozenset({"status", "severity", "incident"})
 READY_WAIT_SECONDS = 5.0
 
 
-async def _frames(
+async def tenant_events(
     backend: ReadBackend, tenant: str, after: StreamPosition | None, flt: StreamFilter
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[StreamEvent | str, None]:
+    """The tenant's events that `flt` admits: those after `after` replayed from the store, then
+    the live ones, none twice; between them, the control frames to send as they are (opened,
+    resync when `after` is past the replay limit, keep-alive). Ends when the client is cut off."""
     subscriber = backend.fanout.subscribe(tenant)
     try:
         yield OPENED
@@ -324,7 +327,7 @@ async def _frames(
                     yield RESYNC
                     break
                 replayed.add(event.event_id)
-                yield event.frame()
+                yield event
         keepalive = backend.config.stream_keepalive_seconds
         while True:
             try:
@@ -338,9 +341,17 @@ async def _frames(
                 replayed.discard(item.event_id)
                 continue
             if flt.admits(item):
-                yield item.frame()
+                yield item
     finally:
         backend.fanout.unsubscribe(subscriber)
+
+
+async def _frames(
+    backend: ReadBackend, tenant: str, after: StreamPosition | None, flt: StreamFilter
+) -> AsyncIterator[str]:
+    async with contextlib.aclosing(tenant_events(backend, tenant, after, flt)) as items:
+        async for item in items:
+            yield item if isinstance(item, str) else item.frame()
 
 
 @router.get(
