@@ -215,7 +215,8 @@ def run_checks(name: str, ports: list[int], body: Callable[[Processes, Path], in
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def checks(procs: Processes, workdir: Path, with_gateway: bool) -> int:
+def dev_environment() -> dict[str, str]:
+    """This process's environment without any INGEST_ variable, with `dev` on the interop ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update(
         INGEST_HTTP_PORT=str(HTTP_PORT),
@@ -224,6 +225,11 @@ def checks(procs: Processes, workdir: Path, with_gateway: bool) -> int:
         INGEST_DEV_POSTGRES_PORT=str(POSTGRES_PORT),
         XDG_RUNTIME_DIR=env.get("XDG_RUNTIME_DIR", tempfile.gettempdir()),
     )
+    return env
+
+
+def checks(procs: Processes, workdir: Path, with_gateway: bool) -> int:
+    env = dev_environment()
     say("starting `ingest-worker dev` (embedded PostgreSQL + broker + worker)")
     # SIGINT is its Ctrl-C: it stops the worker, then the embedded services.
     dev = procs.start([str(EXE), "dev"], workdir / "dev.log", env, signal.SIGINT)

@@ -9,10 +9,8 @@ the list and that incident's detail. Every process it starts is stopped on exit.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,6 +27,7 @@ from prometheus import (
     ROOT,
     InteropFailure,
     Processes,
+    dev_environment,
     fail,
     http_get,
     run_checks,
@@ -98,14 +97,7 @@ def photograph(gateway: str) -> None:
 
 
 def body(procs: Processes, workdir: Path) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(
-        INGEST_HTTP_PORT=str(HTTP_PORT),
-        INGEST_GATEWAY_PORT=str(GATEWAY_PORT),
-        INGEST_DEV_KAFKA_PORT=str(KAFKA_PORT),
-        INGEST_DEV_POSTGRES_PORT=str(POSTGRES_PORT),
-        XDG_RUNTIME_DIR=env.get("XDG_RUNTIME_DIR", tempfile.gettempdir()),
-    )
+    env = dev_environment()
     dev = procs.start([str(EXE), "dev"], workdir / "dev.log", env, signal.SIGINT)
     gateway = f"http://127.0.0.1:{GATEWAY_PORT}"
     wait_for("gateway /readyz 200", lambda: http_get(f"{gateway}/readyz")[0] == 200, [dev])
