@@ -89,6 +89,14 @@ def test_every_external_source_has_a_trigger_and_a_recovery_case() -> None:
     assert set(EXTERNAL) <= set(pairs()), set(EXTERNAL) - set(pairs())
 
 
+async def newest_status(pool: asyncpg.Pool, key: str) -> str | None:
+    """The status of the newest episode of `key`, None before it exists."""
+    value: str | None = await pool.fetchval(
+        "SELECT status FROM incidents WHERE incident_key = $1 ORDER BY episode DESC LIMIT 1", key
+    )
+    return value
+
+
 async def test_external_sources_open_dedupe_acknowledge_and_resolve(
     make_settings: Callable[..., Settings], db_pool: asyncpg.Pool
 ) -> None:
@@ -97,11 +105,7 @@ async def test_external_sources_open_dedupe_acknowledge_and_resolve(
     worker = await start_worker(settings)
 
     async def status(key: str) -> str | None:
-        value: str | None = await db_pool.fetchval(
-            "SELECT status FROM incidents WHERE incident_key = $1 ORDER BY episode DESC LIMIT 1",
-            key,
-        )
-        return value
+        return await newest_status(db_pool, key)
 
     async def all_in(wanted: dict[str, str]) -> bool:
         return all([await status(k) == v for k, v in wanted.items()])
@@ -149,11 +153,7 @@ async def test_an_unknown_issue_acknowledged_first_opens_and_a_test_alert_keeps_
     worker = await start_worker(settings)
 
     async def status(key: str) -> str | None:
-        value: str | None = await db_pool.fetchval(
-            "SELECT status FROM incidents WHERE incident_key = $1 ORDER BY episode DESC LIMIT 1",
-            key,
-        )
-        return value
+        return await newest_status(db_pool, key)
 
     try:
         before = await db_pool.fetchval("SELECT now()")
