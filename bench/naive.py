@@ -29,7 +29,7 @@ from ingest_worker.core.errors import InvalidSignal
 from ingest_worker.core.values import RejectedPart
 from ingest_worker.delivery.batches import DeadLetter, SignalRecord
 from ingest_worker.delivery.kafka import dead_letter_headers
-from ingest_worker.delivery.outbox import cloudevent_headers, event_value
+from ingest_worker.delivery.outbox import event_headers, event_value
 from ingest_worker.sources.decode import decode_record
 from ingest_worker.store.incidents import apply_batch
 from ingest_worker.store.migrations import migrate
@@ -132,7 +132,7 @@ async def run_naive(
                         outputs.events,
                         value=event_value(row["payload_text"], row["hash"], row["tenant"]),
                         key=str(row["incident_id"]).encode(),
-                        headers=cloudevent_headers(row, b"ingest-worker-naive"),
+                        headers=event_headers(row, b"ingest-worker-naive"),
                     )
                     events += 1
             await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,3 +82,11 @@ def recovery(
             EvidenceInput("deploy_status_recovery", f"{scope}#{signal}", {"signal": signal}),
         ),
     )
+
+
+def event_body_for_publish(row: Any) -> dict[str, Any]:
+    """The body an `incident_events` row (Record or mapping) is published with: its payload,
+    decoded whether or not a jsonb codec is set, plus `hash`."""
+    payload = row["payload"]
+    decoded: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    return {**decoded, "hash": row["hash"]}

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.delivery.outbox import FETCH_ROUND
 from ingest_worker.store.incidents import apply_batch
+from ingest_worker.store.outbox import FETCH_ROUND
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration

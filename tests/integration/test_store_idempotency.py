@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from ingest_worker.core import canonical
-from ingest_worker.core.events import GENESIS_HASH, event_body_for_publish
+from ingest_worker.core.events import GENESIS_HASH
 from ingest_worker.core.values import EvidenceInput, Severity
 from ingest_worker.store.incidents import (
     Connection,
@@ -21,7 +21,7 @@ from ingest_worker.store.incidents import (
     init_connection,
     outbox_lane,
 )
-from tests.factories import incident_input
+from tests.factories import event_body_for_publish, incident_input
 from tests.support import someone_waits_on_a_lock
 
 pytestmark = pytest.mark.integration

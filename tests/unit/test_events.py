@@ -21,13 +21,12 @@ from ingest_worker.core.events import (
     apply_changes,
     build_event,
     changes_between,
-    event_body_for_publish,
     event_hash,
     same_json,
 )
 from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState, advance, start
 from ingest_worker.core.values import Severity
-from tests.factories import incident_input
+from tests.factories import event_body_for_publish, incident_input
 
 KEY = "verification:deploy-1:sha256-abc"
 ID = canonical.incident_id(KEY)

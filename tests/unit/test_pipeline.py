@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest_worker.core.errors import TransientError
+from ingest_worker.core.errors import PermanentStoreError, ShutdownRequested, TransientError
 from ingest_worker.core.values import IncidentInput, Recovery
 from ingest_worker.delivery.batches import (
     BatchProcessor,
+    BatchReport,
     DeadLetter,
-    PermanentStoreError,
-    ShutdownRequested,
     SignalRecord,
 )
 from ingest_worker.metrics import Metrics
@@ -95,6 +94,11 @@ def processor(store: InMemoryStore, sink: InMemorySink, stopping: asyncio.Event)
     )
 
 
+async def process(pipeline: BatchProcessor, records: Sequence[SignalRecord]) -> BatchReport:
+    """One batch to the point where its offsets may be committed, as the writer chain runs it."""
+    return await pipeline.complete(pipeline.prepare(records))
+
+
 async def test_each_record_gets_an_outcome_and_bad_ones_a_reason() -> None:
     store, sink = InMemoryStore(), InMemorySink()
     batch = [
@@ -104,7 +108,7 @@ async def test_each_record_gets_an_outcome_and_bad_ones_a_reason() -> None:
         record(deploy("g", status="GREEN"), 3),
         record(None, 4),
     ]
-    report = await processor(store, sink, asyncio.Event()).process(batch)
+    report = await process(processor(store, sink, asyncio.Event()), batch)
     assert report.totals() == {"created": 1, "duplicate": 1, "recovered": 1, "dead_lettered": 2}
     assert [(d.record.offset, d.reason) for d in sink.letters] == [
         (1, "invalid_json"),
@@ -114,7 +118,7 @@ async def test_each_record_gets_an_outcome_and_bad_ones_a_reason() -> None:
 
 async def test_transient_store_faults_are_retried_and_nothing_is_dead_lettered() -> None:
     store, sink = InMemoryStore(transient_failures=3), InMemorySink()
-    report = await processor(store, sink, asyncio.Event()).process([record(deploy("a"), 0)])
+    report = await process(processor(store, sink, asyncio.Event()), [record(deploy("a"), 0)])
     assert store.calls == 4
     assert report.totals() == {"created": 1}
     assert sink.letters == []
@@ -124,7 +128,7 @@ async def test_a_record_the_store_refuses_is_isolated_and_the_rest_of_the_batch_
     poison = "deploy_status:prod:bad:2024-01-01T00:00:00Z"
     store, sink = InMemoryStore(poison_key=poison), InMemorySink()
     batch = [record(deploy("a"), 0), record(deploy("bad"), 1), record(deploy("b"), 2)]
-    report = await processor(store, sink, asyncio.Event()).process(batch)
+    report = await process(processor(store, sink, asyncio.Event()), batch)
     assert sorted(i.incident_key for i in store.applied) == [
         "deploy_status:prod:a:2024-01-01T00:00:00Z",
         "deploy_status:prod:b:2024-01-01T00:00:00Z",
@@ -136,7 +140,7 @@ async def test_a_record_the_store_refuses_is_isolated_and_the_rest_of_the_batch_
 async def test_stopping_while_a_fault_is_retried_abandons_the_batch() -> None:
     store, sink = InMemoryStore(transient_failures=10**6), InMemorySink()
     stopping = asyncio.Event()
-    work = asyncio.create_task(processor(store, sink, stopping).process([record(deploy("a"), 0)]))
+    work = asyncio.create_task(process(processor(store, sink, stopping), [record(deploy("a"), 0)]))
     while store.calls < 2:  # the fault has been met and is being retried
         await asyncio.sleep(0)
     stopping.set()
@@ -167,7 +171,8 @@ def test_a_firing_alert_without_a_start_time_takes_its_record_time(
         topic=topic, partition=0, offset=0, key=None, value=value, timestamp_ms=timestamp_ms
     )
     before = datetime.now(UTC)
-    [(_, item)], dead, _ = pipeline.decode([test_alert])
+    prepared = pipeline.prepare([test_alert])
+    [(_, item)], dead = prepared.inputs, prepared.dead
     assert not dead and isinstance(item, IncidentInput)
     if timestamp_ms is not None and timestamp_ms >= 0:
         assert item.signal_time == datetime(2026, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC)

@@ -36,7 +36,6 @@ back and re-encoded, gives the same canonical text.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -211,18 +210,6 @@ def build_event(
         prev_hash=prev_hash,
         hash=sha256_hex(payload_json + prev_hash),
     )
-
-
-def stored_payload(row: Any) -> dict[str, Any]:
-    """The `payload` of an `incident_events` row, decoded whether or not a jsonb codec is set."""
-    payload = row["payload"]
-    decoded: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else dict(payload)
-    return decoded
-
-
-def event_body_for_publish(row: Any) -> dict[str, Any]:
-    """The Kafka value of an `incident_events` row (Record or mapping): its payload plus `hash`."""
-    return {**stored_payload(row), "hash": row["hash"]}
 
 
 @dataclass(frozen=True, slots=True)

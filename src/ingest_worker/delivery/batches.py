@@ -8,7 +8,6 @@ topic sit behind protocols, so the same code runs under the worker, the tests an
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,8 +20,6 @@ from ingest_worker.core.errors import (
     InvalidSignal,
     PermanentStoreError,
     RejectReason,
-    ShutdownRequested,
-    TransientError,
 )
 from ingest_worker.core.tenants import DEFAULT_TENANT
 from ingest_worker.core.values import (
@@ -32,6 +29,7 @@ from ingest_worker.core.values import (
     RejectedPart,
     SourceTransition,
 )
+from ingest_worker.delivery.retry import Backoff, retry_transient
 from ingest_worker.delivery.tenancy import record_tenant
 from ingest_worker.metrics import Metrics, TenantLabels
 from ingest_worker.sources.contract import Source
@@ -125,56 +123,6 @@ class DeadLetterSink(Protocol):
     async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
 
 
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    initial: float
-    maximum: float
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * (2**self.attempt))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-
-async def retry_transient(
-    operation: Callable[[], Awaitable[T]],
-    *,
-    what: str,
-    backoff: Backoff,
-    stopping: asyncio.Event,
-    metrics: Metrics,
-    on_fault: Callable[[bool], None] | None = None,
-) -> T:
-    """Run `operation` until it succeeds; transient faults are retried, never surfaced as data errors.
-
-    `on_fault(True)` is called on the first fault and `on_fault(False)` on recovery (readiness).
-    Raises ShutdownRequested if the worker is stopping while it waits.
-    """
-    faulted = False
-    while True:
-        try:
-            result = await operation()
-        except TransientError as exc:
-            if not faulted and on_fault is not None:
-                on_fault(True)
-            faulted = True
-            metrics.errors.labels(component=what, kind=type(exc.__cause__ or exc).__name__).inc()
-            delay = backoff.next_delay()
-            log.warning("transient_fault", component=what, error=str(exc), retry_in=round(delay, 3))
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=delay)
-            except TimeoutError:
-                continue
-            raise ShutdownRequested(f"stopping while retrying {what}") from exc
-        else:
-            if faulted and on_fault is not None:
-                on_fault(False)
-            return result
-
-
 class BatchProcessor:
     """Processes consumed batches. Safe to call again with the same records (idempotent effects)."""
 
@@ -236,13 +184,6 @@ class BatchProcessor:
     def _backoff(self) -> Backoff:
         return Backoff(*self._retry)
 
-    def decode(
-        self, records: Sequence[SignalRecord]
-    ) -> tuple[list[tuple[int, Effect]], list[DeadLetter], list[int]]:
-        """Decode every record on its own: (inputs with their record index, dead letters, ignored)."""
-        prepared = self.prepare(records)
-        return prepared.inputs, prepared.dead, prepared.ignored
-
     def prepare(self, records: Sequence[SignalRecord]) -> PreparedBatch:
         """The CPU part of a batch (decode, validate, map): no I/O, may overlap the previous batch.
 
@@ -296,10 +237,6 @@ class BatchProcessor:
                 ignored.append(index)
             inputs.extend((index, item) for item in applied)
         return PreparedBatch(records, inputs, dead, ignored, tenants)
-
-    async def process(self, records: Sequence[SignalRecord]) -> BatchReport:
-        """Run one batch to the point where its offsets may be committed."""
-        return await self.complete(self.prepare(records))
 
     async def complete(self, prepared: PreparedBatch) -> BatchReport:
         """Apply a prepared batch: one transaction, then the dead letters.

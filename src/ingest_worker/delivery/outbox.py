@@ -14,93 +14,70 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from asyncpg.pool import PoolConnectionProxy
 
 from ingest_worker import tracing
 from ingest_worker.core.canonical import utc_timestamp
 from ingest_worker.core.errors import TransientError
-from ingest_worker.delivery.batches import Backoff, retry_transient
+from ingest_worker.delivery.retry import Backoff, retry_transient
 from ingest_worker.metrics import Metrics
+from ingest_worker.store.outbox import OutboxRound, OutboxRow, OutboxStore
 
 log = structlog.get_logger("ingest_worker.outbox")
 
-NOTIFY_CHANNEL = "ingest_outbox"
 #: The producer's default partitioner (murmur2 of the key, as Kafka's Java client): an event goes
 #: to the partition `producer.send(key=incident id)` would choose.
 _PARTITIONER = DefaultPartitioner()
 BROKER_ACK_TIMEOUT = 15.0
 
-#: The rows of the lanes no other publisher holds: the lanes are locked (`FOR UPDATE SKIP
-#: LOCKED`, until the round's transaction ends) and read in one statement. The round's rows are
-#: picked from the outbox alone (ids, ORDER BY … LIMIT) before any payload is read: with the
-#: payload in the same select list, PostgreSQL rendered the payload of every backlog row before
-#: the top-N sort kept `$1` of them (325 µs per published row at a 15,700-row backlog, 20 µs
-#: so). Each event is then one probe of its primary key (`LATERAL … LIMIT 1`): with a plain
-#: join, stale statistics let the planner hash the whole `incident_events` table.
-FETCH_ROUND = """
-WITH lanes AS MATERIALIZED (
-    SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
-), picked AS MATERIALIZED (
-    SELECT o.tenant, o.event_id, o.incident_id, o.seq, o.traceparent
-    FROM outbox o
-    WHERE o.lane IN (SELECT l.lane FROM lanes AS l)
-    ORDER BY o.incident_id, o.seq
-    LIMIT $1
-)
-SELECT e.id, e.incident_id, e.seq, e.type, e.hash, e.payload::text AS payload_text,
-       e.payload->>'occurred_at' AS occurred_at, e.payload->>'incident_key' AS incident_key,
-       p.traceparent, p.tenant
-FROM picked AS p
-CROSS JOIN LATERAL (
-    SELECT * FROM incident_events AS x WHERE x.tenant = p.tenant AND x.id = p.event_id LIMIT 1
-) AS e
-ORDER BY p.incident_id, p.seq
-"""
-_DELETE = """
-DELETE FROM outbox AS o USING unnest($1::text[], $2::uuid[]) AS u(tenant, event_id)
-WHERE o.tenant = u.tenant AND o.event_id = u.event_id
-"""
-_BACKLOG = "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM command_results_outbox)"
-_FETCH_RESULTS = """
-SELECT tenant, id, command_id, outcome, subject, payload::text AS payload_text,
-       occurred_at
-FROM command_results_outbox
-ORDER BY created_at, id
-LIMIT $1
-FOR UPDATE SKIP LOCKED
-"""
-_DELETE_RESULTS = """
-DELETE FROM command_results_outbox AS o USING unnest($1::text[], $2::uuid[]) AS u(tenant, id)
-WHERE o.tenant = u.tenant AND o.id = u.id
-"""
-
 
 def cloudevent_headers(
-    row: asyncpg.Record | Mapping[str, Any], source: bytes
+    *, event_id: object, event_type: str, time: str, subject: object, tenant: str, source: bytes
 ) -> list[tuple[str, bytes]]:
-    """CloudEvents 1.0 Kafka binding, binary mode, from an outbox row; the tenant both as the
-    CloudEvents extension `tenant` (`ce_tenant`) and as the plain `tenant` header."""
-    tenant = str(row["tenant"]).encode()
+    """CloudEvents 1.0 Kafka binding, binary mode; the tenant both as the CloudEvents extension
+    `tenant` (`ce_tenant`) and as the plain `tenant` header."""
+    tenant_bytes = tenant.encode()
     return [
         ("ce_specversion", b"1.0"),
-        ("ce_id", str(row["id"]).encode()),
+        ("ce_id", str(event_id).encode()),
         ("ce_source", source),
-        ("ce_type", str(row["type"]).encode()),
-        ("ce_time", str(row["occurred_at"]).encode()),
-        ("ce_subject", str(row["incident_key"]).encode()),
-        ("ce_tenant", tenant),
+        ("ce_type", event_type.encode()),
+        ("ce_time", time.encode()),
+        ("ce_subject", str(subject).encode()),
+        ("ce_tenant", tenant_bytes),
         ("content-type", b"application/json"),
-        ("tenant", tenant),
+        ("tenant", tenant_bytes),
     ]
+
+
+def event_headers(row: OutboxRow, source: bytes) -> list[tuple[str, bytes]]:
+    """The CloudEvents headers of an event row of the outbox."""
+    return cloudevent_headers(
+        event_id=row["id"],
+        event_type=str(row["type"]),
+        time=str(row["occurred_at"]),
+        subject=row["incident_key"],
+        tenant=str(row["tenant"]),
+        source=source,
+    )
+
+
+def result_headers(row: OutboxRow, source: bytes) -> list[tuple[str, bytes]]:
+    """The CloudEvents headers of a command outcome row of the outbox."""
+    return cloudevent_headers(
+        event_id=row["id"],
+        event_type=f"incident.command.{row['outcome']}",
+        time=utc_timestamp(row["occurred_at"]),
+        subject=row["subject"],
+        tenant=str(row["tenant"]),
+        source=source,
+    )
 
 
 def event_value(payload_text: str, event_hash: str, tenant: str) -> bytes:
@@ -123,7 +100,7 @@ class OutboxPublisher:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
+        store: OutboxStore,
         producer: AIOKafkaProducer,
         topic: str,
         ce_source: str,
@@ -134,7 +111,7 @@ class OutboxPublisher:
         retry_initial_seconds: float,
         retry_max_seconds: float,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._producer = producer
         self._topic = topic
         self._results_topic = results_topic
@@ -144,7 +121,6 @@ class OutboxPublisher:
         self._poll = poll_seconds
         self._retry = (retry_initial_seconds, retry_max_seconds)
         self._wake = asyncio.Event()
-        self._listener: PoolConnectionProxy | None = None
         self.published = 0
         self.results_published = 0
 
@@ -153,54 +129,41 @@ class OutboxPublisher:
 
     async def publish_round(self) -> int:
         """Publish up to one batch of pending events; return how many were published."""
-        try:
-            async with self._pool.acquire(timeout=10) as conn, conn.transaction():
-                results = await self._publish_results(conn)
-                rows = await conn.fetch(FETCH_ROUND, self._batch_size)
-                if not rows:
-                    return results
-                with _publish_span(self._topic, rows):
-                    await self._send(rows)
-                await conn.execute(_DELETE, [r["tenant"] for r in rows], [r["id"] for r in rows])
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise TransientError(f"outbox database error: {exc!r}") from exc
+        async with self._store.round() as outbox:
+            results = await self._publish_results(outbox)
+            rows = await outbox.events(self._batch_size)
+            if not rows:
+                return results
+            with _publish_span(self._topic, rows):
+                await self._send(rows)
+            await outbox.delete_events(rows)
         for row in rows:
             self._metrics.events_published.labels(type=row["type"]).inc()
         self.published += len(rows)
         return len(rows)
 
-    async def _publish_results(self, conn: Any) -> int:
+    async def _publish_results(self, outbox: OutboxRound) -> int:
         """Publish pending command outcomes to the results topic, at least once."""
         if self._results_topic is None:
             return 0
-        rows = await conn.fetch(_FETCH_RESULTS, self._batch_size)
+        rows = await outbox.results(self._batch_size)
         if not rows:
             return 0
         with _publish_span(self._results_topic, rows):
-            await self._send_results(rows)
-        await conn.execute(_DELETE_RESULTS, [r["tenant"] for r in rows], [r["id"] for r in rows])
+            await self._send_results(self._results_topic, rows)
+        await outbox.delete_results(rows)
         self.results_published += len(rows)
         return len(rows)
 
-    async def _send_results(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def _send_results(self, topic: str, rows: Sequence[OutboxRow]) -> None:
         try:
             source = self._source.encode()
             futures = [
                 await self._producer.send(
-                    self._results_topic,
+                    topic,
                     value=row["payload_text"].encode(),
                     key=str(row["command_id"]).encode(),
-                    headers=[
-                        ("ce_specversion", b"1.0"),
-                        ("ce_id", str(row["id"]).encode()),
-                        ("ce_source", source),
-                        ("ce_type", f"incident.command.{row['outcome']}".encode()),
-                        ("ce_time", utc_timestamp(row["occurred_at"]).encode()),
-                        ("ce_subject", str(row["subject"]).encode()),
-                        ("ce_tenant", row["tenant"].encode()),
-                        ("content-type", b"application/json"),
-                        ("tenant", row["tenant"].encode()),
-                    ],
+                    headers=result_headers(row, source),
                 )
                 for row in rows
             ]
@@ -208,7 +171,7 @@ class OutboxPublisher:
         except (KafkaError, TimeoutError, OSError) as exc:
             raise TransientError(f"command result publish failed: {exc!r}") from exc
 
-    async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def _send(self, rows: Sequence[OutboxRow]) -> None:
         """Publish a round's events: one record batch per partition (a new one when full), each
         event in the partition the producer's default partitioner gives its key.
 
@@ -222,7 +185,7 @@ class OutboxPublisher:
             builders: dict[int, Any] = {}
             futures = []
             for row in rows:
-                headers = cloudevent_headers(row, source)
+                headers = event_headers(row, source)
                 if row["traceparent"] is not None:  # the span that wrote the event
                     headers.append((tracing.TRACEPARENT, row["traceparent"].encode()))
                 key = str(row["incident_id"]).encode()
@@ -263,32 +226,12 @@ class OutboxPublisher:
             if published < self._batch_size:
                 return total
 
-    async def _listen(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        self._listener = None
-        conn = await self._pool.acquire(timeout=10)
-        # A dedicated connection: pooled connections reset their listeners on release.
-        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._listener = conn
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
-    async def _release_listener(self) -> None:
-        if self._listener is not None:
-            conn, self._listener = self._listener, None
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn, timeout=2)
-
     async def run(self, stopping: asyncio.Event) -> None:
         """Publish until `stopping` is set, then return (the caller flushes with `drain`)."""
         try:
             while not stopping.is_set():
                 with contextlib.suppress(Exception):
-                    await self._listen()
+                    await self._store.listen(self._wake.set)
                 self._wake.clear()
                 try:
                     published = await self.drain(stopping)
@@ -315,16 +258,15 @@ class OutboxPublisher:
                         waiter.cancel()
                         stopper.cancel()
         finally:
-            await self._release_listener()
+            await self._store.unlisten()
 
     async def _refresh_backlog(self) -> None:
         with contextlib.suppress(Exception):
-            async with self._pool.acquire(timeout=1) as conn:
-                self._metrics.outbox_backlog.set(await conn.fetchval(_BACKLOG, timeout=1))
+            self._metrics.outbox_backlog.set(await self._store.backlog())
 
 
 @contextlib.contextmanager
-def _publish_span(topic: str, rows: Sequence[asyncpg.Record]) -> Iterator[None]:
+def _publish_span(topic: str, rows: Sequence[OutboxRow]) -> Iterator[None]:
     """`ingest.outbox.publish`: one round's records to `topic`, linked to the spans that wrote
     the events (their stored `traceparent`), with the incidents they are about."""
     if not tracing.active():
@@ -348,10 +290,3 @@ def _publish_span(topic: str, rows: Sequence[asyncpg.Record]) -> Iterator[None]:
             ids=(str(r["incident_id"]) for r in rows if r.get("incident_id") is not None),
         )
         yield
-
-
-def decode_event(value: bytes) -> dict[str, Any]:
-    """Parse an `incident.events` record value (for tests and tools)."""
-    body = json.loads(value)
-    assert isinstance(body, dict)
-    return body

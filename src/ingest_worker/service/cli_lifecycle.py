@@ -32,6 +32,7 @@ from ingest_worker.core.lifecycle import (
 from ingest_worker.service.cli_errors import CliError, UsageError, connect_postgres
 from ingest_worker.service.cli_outcome import EVENT_SECONDS, ask, describe_outcome
 from ingest_worker.service.config import Settings
+from ingest_worker.store.overview import incident_timeline
 
 HELP = {
     "promote": "open a PENDING incident",
@@ -152,17 +153,6 @@ def make_command(
     return run
 
 
-_TIMELINE = """
-SELECT i.episode, e.seq, e.type, e.occurred_at, e.payload->'cause' AS cause,
-       e.payload->>'rationale' AS rationale, e.payload->>'note' AS note,
-       e.payload->'changes'->'status' AS status, e.payload->'snapshot'->>'status' AS now, i.id
-FROM incidents AS i
-JOIN incident_events AS e ON e.tenant = i.tenant AND e.incident_id = i.id
-WHERE i.incident_key = $1 OR i.id::text = $1
-ORDER BY i.episode, e.seq
-"""
-
-
 def _timeline_line(row: Any) -> dict[str, Any]:
     cause = json.loads(row["cause"]) if row["cause"] else {}
     status = json.loads(row["status"]) if row["status"] else None
@@ -181,7 +171,7 @@ def make_timeline(settings_of: Callable[[], Settings]) -> Callable[[argparse.Nam
         async def main() -> int:
             conn = await connect_postgres(settings_of())
             try:
-                rows = await conn.fetch(_TIMELINE, args.incident)
+                rows = await incident_timeline(conn, args.incident)
             finally:
                 await conn.close()
             if not rows:

@@ -21,10 +21,11 @@ from faststream.kafka import KafkaBroker
 
 from ingest_worker.core.errors import ShutdownRequested
 from ingest_worker.core.lifecycle import ACTIVE
-from ingest_worker.delivery.batches import Backoff, BatchProcessor
+from ingest_worker.delivery.batches import BatchProcessor
 from ingest_worker.delivery.consumer import BatchConsumer
 from ingest_worker.delivery.kafka import KafkaDeadLetterSink
 from ingest_worker.delivery.outbox import OutboxPublisher
+from ingest_worker.delivery.retry import Backoff
 from ingest_worker.delivery.tenancy import topic_pattern
 from ingest_worker.delivery.writers import WriterChain
 from ingest_worker.metrics import Metrics, TenantLabels
@@ -35,6 +36,8 @@ from ingest_worker.service.kafka_clients import client_options, ensure_topics, m
 from ingest_worker.sources.commands import COMMANDS
 from ingest_worker.sources.contract import Source
 from ingest_worker.store.migrations import migrate
+from ingest_worker.store.outbox import OutboxStore
+from ingest_worker.store.overview import incident_counts
 from ingest_worker.store.postgres import PostgresIncidentStore, create_pool, ping
 
 log = structlog.get_logger("ingest_worker.worker")
@@ -44,11 +47,6 @@ PROBE_INTERVAL_SECONDS = 2.0
 #: small part of the table) every probe interval, every status only every
 #: `ALL_COUNTS_INTERVAL_SECONDS` (a scan of the whole table, which only grows).
 ACTIVE_STATUSES = sorted(str(status) for status in ACTIVE)
-ACTIVE_COUNTS = (
-    "SELECT status, severity, count(*) FROM incidents "
-    "WHERE status = ANY($1::text[]) GROUP BY status, severity"
-)
-ALL_COUNTS = "SELECT status, severity, count(*) FROM incidents GROUP BY status, severity"
 ALL_COUNTS_INTERVAL_SECONDS = 60.0
 
 
@@ -167,7 +165,7 @@ class Worker:
         self.health.partitions_assigned = self.consumer.joined
 
         self.outbox = OutboxPublisher(
-            pool=self.pool,
+            store=OutboxStore(self.pool),
             producer=producer,
             topic=s.topic_incident_events,
             results_topic=s.topic_command_results,
@@ -277,15 +275,15 @@ class Worker:
         with contextlib.suppress(Exception):
             async with self.pool.acquire(timeout=1) as conn:
                 if everything:
-                    rows = await conn.fetch(ALL_COUNTS, timeout=10)
+                    counts = await incident_counts(conn, timeout=10)
                 else:
-                    rows = await conn.fetch(ACTIVE_COUNTS, ACTIVE_STATUSES, timeout=2)
+                    counts = await incident_counts(conn, ACTIVE_STATUSES, timeout=2)
             if everything:
                 self._all_counts_at = now
-                self._counts = {(r[0], r[1]): r[2] for r in rows}
+                self._counts = counts
             else:
                 self._counts = {k: v for k, v in self._counts.items() if k[0] not in ACTIVE}
-                self._counts.update({(r[0], r[1]): r[2] for r in rows})
+                self._counts.update(counts)
             self.metrics.incidents.clear()
             for (status, severity), count in self._counts.items():
                 self.metrics.incidents.labels(status=status, severity=severity).set(count)
