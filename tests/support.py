@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from ingest_worker.service.cli_outcome import ask
 from ingest_worker.service.config import Settings
 from ingest_worker.service.kafka_clients import ensure_topics
 from ingest_worker.service.worker import Worker
@@ -189,3 +190,10 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+async def publish_and_wait(
+    settings: Settings, message: dict[str, Any], wait_seconds: float
+) -> dict[str, Any] | None:
+    """Publish one command as the CLI does and return its outcome, or None after `wait_seconds`."""
+    return (await ask(settings, message, wait_seconds, event_seconds=0)).outcome

@@ -10,9 +10,17 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from ingest_worker.service.cli_lifecycle import command_message, publish_and_wait
+from ingest_worker.service.cli_lifecycle import command_message
 from ingest_worker.service.config import Settings
-from tests.support import encode, eventually, header, produce, reading, start_worker
+from tests.support import (
+    encode,
+    eventually,
+    header,
+    produce,
+    publish_and_wait,
+    reading,
+    start_worker,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -9,14 +9,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.service.cli_lifecycle import command_message, publish_and_wait
+from ingest_worker.service.cli_lifecycle import command_message
 from ingest_worker.service.config import Settings
 from tests.integration.test_worker_commands import KEY, args, red
 from tests.notify.conftest import running, subscriptions
 from tests.notify.events import SECRET_A
 from tests.notify.receivers import Answer, Receiver, always
 from tests.notify.standard_webhooks import verify
-from tests.support import encode, eventually, produce, start_worker
+from tests.support import encode, eventually, produce, publish_and_wait, start_worker
 
 pytestmark = pytest.mark.integration
 

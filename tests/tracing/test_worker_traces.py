@@ -14,10 +14,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from ingest_worker.service.cli_lifecycle import command_message, publish_and_wait
+from ingest_worker.service.cli_lifecycle import command_message
 from ingest_worker.service.config import Settings
 from ingest_worker.service.kafka_clients import ensure_topics
-from tests.support import encode, eventually, header, produce, reading, start_worker
+from tests.support import (
+    encode,
+    eventually,
+    header,
+    produce,
+    publish_and_wait,
+    reading,
+    start_worker,
+)
 from tests.tracing.conftest import named, parse_traceparent, traceparent
 
 pytestmark = pytest.mark.integration

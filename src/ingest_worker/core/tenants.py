@@ -21,10 +21,6 @@ class InvalidTenant(ValueError):
     """A tenant id that does not match `TENANT_PATTERN`."""
 
 
-def is_valid_tenant(value: str) -> bool:
-    return TENANT_PATTERN.fullmatch(value) is not None
-
-
 def check_tenant(value: str) -> str:
     """`value` when it is a valid tenant id; otherwise InvalidTenant (never echoing it)."""
     if TENANT_PATTERN.fullmatch(value) is None:

@@ -81,13 +81,6 @@ def command_message(args: argparse.Namespace, verb: str) -> dict[str, Any]:
     return message
 
 
-async def publish_and_wait(
-    settings: Settings, message: dict[str, Any], wait_seconds: float
-) -> dict[str, Any] | None:
-    """Publish one command and return its outcome, or None after `wait_seconds`."""
-    return (await ask(settings, message, wait_seconds, event_seconds=0)).outcome
-
-
 def _roles_from_environment() -> list[str]:
     return [role.strip() for role in os.environ.get("INGEST_ROLES", "").split(",") if role.strip()]
 

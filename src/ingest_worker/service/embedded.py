@@ -232,11 +232,6 @@ class EmbeddedPostgres:
         _terminate(self._proc, signal.SIGINT if fast else signal.SIGTERM, timeout=30)
         self._proc = None
 
-    def kill_server(self) -> None:
-        """SIGKILL the postmaster and its children (a crash; the data survives)."""
-        _terminate(self._proc, signal.SIGKILL)
-        self._proc = None
-
     def stop(self) -> None:
         self.stop_server()
         if self._owns_datadir and self.datadir is not None:

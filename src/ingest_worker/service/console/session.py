@@ -193,7 +193,3 @@ def dev_principal(request: Request, tenant: str | None = None) -> Principal:
         r.strip() for r in (request.headers.get("x-roles") or "").split(",") if r.strip()
     )
     return Principal(tenant or dev_tenant(request), actor, roles or DEV_ROLES, SCOPES)
-
-
-def with_tenant(principal: Principal, tenant: str) -> Principal:
-    return Principal(tenant, principal.actor, principal.roles, principal.scopes)

@@ -32,10 +32,6 @@ MAX_TEXT = 512
 DEFAULT_LIMIT = 25
 
 
-class BadQuery(ValueError):
-    """A filter the console cannot run: shown above the list, with the form kept."""
-
-
 @dataclass(frozen=True)
 class ListQuery:
     """The list as the URL asks for it: the form's values (as typed) and the filter."""

@@ -22,7 +22,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from ingest_worker.core.errors import InvalidSignal
 from ingest_worker.core.values import IncidentInput, Recovery, SignalEffect, SourceTransition
 from ingest_worker.service.config import Settings
 from ingest_worker.service.gateway.auth import HeaderVerdict, IngestAuthenticator, Pending
@@ -111,10 +110,6 @@ class Admitted:
     ack: Acknowledged
     decoded: Decoded
     principal: Principal
-
-
-def refusal_of(exc: InvalidSignal) -> Refusal:
-    return Refusal(400, exc.reason.value, exc.message)
 
 
 @dataclass
