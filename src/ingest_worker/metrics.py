@@ -18,7 +18,12 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._consumption(self.registry)
+        self._delivery(self.registry)
+        self._lifecycle(self.registry)
+
+    def _consumption(self, r: CollectorRegistry) -> None:
+        """What was consumed: signals, dead letters, batches, lag."""
         self.signals = Counter(
             "ingest_signals_total",
             "Signals consumed, by topic and outcome.",
@@ -56,6 +61,9 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+
+    def _delivery(self, r: CollectorRegistry) -> None:
+        """What was published and what went wrong on the way: the outbox, errors, readiness."""
         self.outbox_backlog = Gauge(
             "ingest_outbox_backlog",
             "Committed events not yet published to the events topic.",
@@ -73,6 +81,14 @@ class Metrics:
             ["component", "kind"],
             registry=r,
         )
+        self.ready = Gauge(
+            "ingest_ready",
+            "1 when PostgreSQL and the broker answer and partitions are assigned.",
+            registry=r,
+        )
+
+    def _lifecycle(self, r: CollectorRegistry) -> None:
+        """What happened to incidents: commands, statuses, transitions and their durations."""
         self.commands = Counter(
             "ingest_commands_total",
             "Lifecycle command decisions and source-reported transitions, by verb and outcome "
@@ -110,11 +126,6 @@ class Metrics:
             "ingest_time_to_resolve_seconds",
             "From an incident's first signal to its resolution (cancelled incidents excluded).",
             buckets=durations,
-            registry=r,
-        )
-        self.ready = Gauge(
-            "ingest_ready",
-            "1 when PostgreSQL and the broker answer and partitions are assigned.",
             registry=r,
         )
 
