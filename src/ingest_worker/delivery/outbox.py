@@ -175,8 +175,9 @@ class OutboxPublisher:
         """Publish a round's events: one record batch per partition (a new one when full), each
         event in the partition the producer's default partitioner gives its key.
 
-        `producer.send` per event cost ~13 µs of the worker's CPU (a future, the metadata and
-        partition look-ups, per record); appending to a batch builder per partition costs a few.
+        `producer.send` would create a future and look up the metadata and the partition for
+        every record; a batch builder per partition does that once per batch, and appending a
+        record to it is cheap.
         Order per incident is kept: its events share a key, so a partition, and are appended in
         `seq` order to batches submitted in order."""
         try:

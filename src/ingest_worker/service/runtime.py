@@ -2,19 +2,20 @@
 
 `loop_factory`: the worker's asyncio event loop is uvloop's (libuv, sockets and callbacks in C)
 unless `INGEST_EVENT_LOOP=asyncio`, or uvloop cannot be imported (it has no Windows build):
-the worker spent ~25% of its CPU in the event loop, selectors and socket transports, and
-uvloop took 3–5% of the worker's CPU per signal off (see the benchmark's results).
+a large share of the worker's CPU goes to the event loop, selectors and socket transports,
+which uvloop runs in C (the gain per signal is in the changelog and the benchmark's results).
 
 The worker allocates many short-lived containers per signal (decoded JSON, events, snapshots),
 almost all freed by reference counting as soon as a batch is written. With CPython's default
 thresholds (700, 10, 10) a batch of 500 records alone crosses the first generation's threshold
 dozens of times, and each crossing can cascade into a full collection that walks every object
-of the process (modules, pydantic schemas, the bounded caches): in a 100,000-signal saturation
-run that was 4,094 collections, 33 of them full, 2.4 s of the worker's 18.4 s of CPU (13%).
+of the process (modules, pydantic schemas, the bounded caches): under a sustained load the
+collector, not the work, takes a noticeable share of the worker's CPU.
 
 `tune_gc` raises the first threshold (`INGEST_GC_THRESHOLD`, default 50,000) and freezes what
-start-up allocated (`gc.freeze`: never scanned again); the same run then makes 4 collections
-(0.04 s), and the worker's RSS stays flat (bench/results/, the documentation's Performance page).
+start-up allocated (`gc.freeze`: never scanned again); the same load then makes a handful of
+collections, and the worker's RSS stays flat (figures in the changelog, bench/results/ and the
+documentation's Performance page).
 Reference counting still frees everything that is not part of a cycle at once; cycles are still
 collected, only less often. `INGEST_GC_THRESHOLD=0` keeps CPython's defaults.
 """

@@ -7,7 +7,8 @@ A notification carries a whole group of alerts, firing and resolved mixed, and i
 
 - Every alert is its own signal. Its identity (`signal_sha256`) is the canonical sha256 of the
   alert object alone, never of the notification: the same alert re-sent in another group
-  composition, to another receiver or by another HA replica is a duplicate (SPEC §3 rule 1, §8).
+  composition, to another receiver or by another HA replica is a duplicate (one alert, one
+  identity).
   For the same reason everything an effect carries (classification, evidence) comes from the
   alert alone (and, for Grafana, the orgId in its key): group fields such as `receiver` or
   `externalURL` would make the stored incident depend on which copy arrived first. A firing

@@ -18,7 +18,7 @@ from ingest_worker.core.redaction import may_contain_secrets, redact, redact_tex
 from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery, Severity, SourceRef
 from ingest_worker.sources.wire import MAX_NAME, MAX_REF
 
-#: seed 000: the key part used when a deployId is missing (or empty).
+#: The key part used when a deployId is missing (or empty), as the documented keys spell it.
 UNKNOWN: Final = "unknown"
 
 
@@ -105,7 +105,8 @@ def build_incident(
     `scope`: the recovery scope the incident belongs to; None: its key.
 
     The title and the classification are redacted; the key, refs, env and correlation keys are
-    identifiers built from ids and names, kept as they are so that keys keep the seed's format.
+    identifiers built from ids and names, kept as they are so that keys keep their documented
+    format.
     """
     primary = EvidenceInput(
         kind=kind, ref=f"{source_ref}@sha256:{source.sha256}", payload=source.payload

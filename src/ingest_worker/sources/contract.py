@@ -57,8 +57,9 @@ class Source:
 
     @property
     def external(self) -> bool:
-        """An external alert source (an alert tool or the generic ingestion), not a seed signal
-        family: its one error code is `<NAME>_ALERT`, as every external source's is."""
+        """An external alert source (an alert tool or the generic ingestion), not one of the
+        worker's own signal families: its one error code is `<NAME>_ALERT`, as every external
+        source's is."""
         return self.error_codes == (f"{self.name.upper()}_ALERT",)
 
     def shape_of(self, data: Mapping[str, Any]) -> Shape:

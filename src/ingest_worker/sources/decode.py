@@ -167,8 +167,9 @@ def decode_record(
     UNMAPPABLE (valid but the mapper cannot build the incident key from it).
 
     The source's shapes decide the payload form (`Source.shape_of`): on `ecs_stopped` a value with
-    `detail-type` or `detail` is an EventBridge event, else the seed shape; on `runner` a value
-    with `workflow_job` is a GitHub webhook payload, else the seed shape.
+    `detail-type` or `detail` is an EventBridge event, else the `seed` shape (the documented
+    signal); on `runner` a value with `workflow_job` is a GitHub webhook payload, else the
+    `seed` shape.
     """
     return decode_object(source, parse_object(value, max_bytes=max_bytes), record_time)
 

@@ -1,4 +1,5 @@
-"""Stopped ECS tasks: the seed shape and AWS EventBridge "ECS Task State Change".
+"""Stopped ECS tasks: the documented signal (the `seed` shape) and AWS EventBridge's "ECS Task
+State Change".
 
 Every stopped task is an incident: RED when it failed (non-zero exit code, or a stoppedReason
 with error, fail or crash), YELLOW otherwise.
@@ -40,7 +41,7 @@ ECS_TASK_STOPPED: Final = "ECS_TASK_STOPPED"
 ECS_TASK_FAILED: Final = "ECS_TASK_FAILED"
 ERROR_CODES: Final = (ECS_TASK_STOPPED, ECS_TASK_FAILED)
 
-#: seed 000 §1.C: a stoppedReason containing one of these words (any case) means the task failed.
+#: A stoppedReason containing one of these words (any case) means the task failed.
 ECS_FAILURE_WORDS: Final = ("error", "fail", "crash")
 
 
@@ -118,7 +119,7 @@ class EcsTaskStateChangeEvent(Signal):
 
 
 def ecs_severity(exit_code: int | None, stopped_reason: str | None) -> Severity:
-    """seed 000 §1.C: RED when the exit code is non-zero (absent or null is not non-zero) or the
+    """RED when the exit code is non-zero (absent or null is not non-zero) or the
     stoppedReason contains error, fail or crash in any case; YELLOW otherwise."""
     if exit_code is not None and exit_code != 0:
         return Severity.RED
@@ -219,7 +220,8 @@ def stopping_container(detail: EcsTaskDetail) -> EcsContainer | None:
 
 
 def map_ecs_task_state_change(event: EcsTaskStateChangeEvent) -> IncidentInput | None:
-    """An "ECS Task State Change" with `detail.lastStatus` STOPPED → an incident (seed §1.C rules).
+    """An "ECS Task State Change" with `detail.lastStatus` STOPPED → an incident
+    (the same rules as the documented signal).
 
     Other states → None (ignored). A different source or detail-type, or a STOPPED event without
     clusterArn, taskArn or stoppedAt → InvalidSignal(UNMAPPABLE).
@@ -299,7 +301,7 @@ def map_ecs_task_state_change(event: EcsTaskStateChangeEvent) -> IncidentInput |
 
 
 def is_eventbridge(data: Mapping[str, Any]) -> bool:
-    """A value with `detail-type` or `detail` is an EventBridge event, else the seed shape."""
+    """A value with `detail-type` or `detail` is an EventBridge event, else the `seed` shape."""
     return "detail-type" in data or "detail" in data
 
 

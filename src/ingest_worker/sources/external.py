@@ -1,18 +1,18 @@
 """Generic ingestion (the generic request schema) on `signals.external`.
 
-- Fields and limits as seed 002: `sourceType` one of its six values, `sourceRef` ≤ 512,
-  `title` ≤ 500, `description` ≤ 5000, `timeline.start` required, `severity` one of
-  critical, high, medium, low, info; `collectionContext` windows 1–120 minutes.
+- Fields and limits of the generic request schema: `sourceType` one of its six values,
+  `sourceRef` ≤ 512, `title` ≤ 500, `description` ≤ 5000, `timeline.start` required,
+  `severity` one of critical, high, medium, low, info; `collectionContext` windows 1–120 minutes.
 - Key: `external:<sourceType lower-case>:<sourceRef>`; the same `sourceRef` again is the same
-  incident (seed 002 admits it lacks this idempotency). `sourceType` has no `:`, so the key reads
-  back unambiguously even when `sourceRef` has one.
+  incident (the request schema itself defines no idempotency key). `sourceType` has no `:`,
+  so the key reads back unambiguously even when `sourceRef` has one.
 - No `timeline.resolvedAt` nor `timeline.end` (absent or null) → a trigger at `timeline.start`.
   With one → the same trigger *and* a recovery of the key at that time: an incident reported
   after the fact is created already resolved, and one reported earlier is resolved.
   When both are set, `resolvedAt` wins (it names the resolution; `end` may mean the end of
   impact). A resolution before `start` is a schema violation.
-- Severity: critical, high → RED; medium, low, info → YELLOW; absent → YELLOW (the seed
-  defaults unknown levels to medium).
+- Severity: critical, high → RED; medium, low, info → YELLOW; absent → YELLOW (an
+  unknown level counts as medium).
 - Evidence: the request (without `sourcePayload` and `evidenceLite`), `sourcePayload` as its own
   piece and `evidenceLite` as another, all redacted.
 """
@@ -140,7 +140,7 @@ class CollectionContext(WireModel):
 
 
 class ExternalIncidentRequest(Signal):
-    """Seed 002's generic ingestion request."""
+    """The generic ingestion request."""
 
     sourceType: SourceType
     sourceRef: RequiredRef

@@ -1,7 +1,8 @@
 """Wire models: the JSON payloads accepted on the signal topics (documented shapes and real envelopes).
 
-Rules shared by every payload (§5, seed 002 limits):
-- field names as producers send them (camelCase for seed 000, AWS and GitHub names for theirs);
+Rules shared by every payload (the limits of the documented payload contract):
+- field names as producers send them (camelCase for the documented signal shapes, AWS and
+  GitHub names for theirs);
 - extra fields are accepted and kept (they travel with the evidence);
 - timestamps are RFC 3339 strings with an offset or `Z`; naive or out-of-range ones are rejected;
 - strings: refs and ids ≤ 512 characters, titles and names ≤ 500, free text ≤ 5000;

@@ -132,7 +132,7 @@ def _id(value: uuid.UUID | None) -> str | None:
 
 
 def incident_item(row: asyncpg.Record) -> dict[str, Any]:
-    """A list item (SPEC field names, in `ITEM_FIELDS` order)."""
+    """A list item (the read API's field names, in `ITEM_FIELDS` order)."""
     return {
         "id": str(row["id"]),
         "tenant": row["tenant"],

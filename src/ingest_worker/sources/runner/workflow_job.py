@@ -94,7 +94,7 @@ class GitHubWorkflowJobEvent(Signal):
     repository: GitHubRepository | None = None
 
 
-#: GitHub conclusion → seed 000 §1.D conclusion; anything else creates no incident.
+#: GitHub conclusion → the runner step conclusion; anything else creates no incident.
 GITHUB_CONCLUSIONS: Final = {
     GitHubConclusion.FAILURE: RunnerConclusion.FAILURE,
     GitHubConclusion.TIMED_OUT: RunnerConclusion.TIMEOUT,
@@ -266,5 +266,6 @@ def _step_incidents(found: _Job) -> list[IncidentInput]:
 
 
 def is_workflow_job(data: Mapping[str, Any]) -> bool:
-    """A value with `workflow_job` is a GitHub webhook payload, else the seed shape."""
+    """A value with `workflow_job` is a GitHub webhook payload, else the runner's own
+    step shape (`seed`)."""
     return "workflow_job" in data

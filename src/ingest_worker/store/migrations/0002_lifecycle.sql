@@ -1,6 +1,7 @@
 -- The incident lifecycle: episodes, lifecycle columns, persisted recoveries.
 -- Existing rows become episode 1 of their key, status as stored (OPEN), their recovery scope
--- their own key (seed keys that share a scope get it from their next signal's events).
+-- their own key (keys of the documented signals that share a scope get it from their next signal's
+-- events).
 
 ALTER TABLE incidents
     ADD COLUMN episode              integer     NOT NULL DEFAULT 1,

@@ -1,7 +1,8 @@
 -- Lifecycle commands: permanent receipts and the outbox of their outcomes.
 
--- One receipt per commandId, forever (seed 004: no TTL). The same commandId again republishes
--- `result`; with other content (content_sha256) it is rejected as idempotency_key_reused.
+-- One receipt per commandId, forever (no TTL: a command id is never decided twice). The same
+-- commandId again republishes `result`; with other content (content_sha256) it is rejected as
+-- idempotency_key_reused.
 CREATE TABLE command_receipts (
     command_id     text        NOT NULL,
     content_sha256 text        NOT NULL,
