@@ -293,6 +293,11 @@ def _timeline_item(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def incident_exists(conn: Connection, tenant: str, incident: uuid.UUID) -> bool:
+    """Whether the tenant has an incident of this id."""
+    return bool(await conn.fetchval(_SQL["incident_exists"], tenant, incident))
+
+
 async def get_receipt(conn: Connection, tenant: str, command_id: str) -> dict[str, Any] | None:
     """The stored outcome of a command (`command_receipts`), or None."""
     row = await conn.fetchrow(_SQL["receipt_of"], tenant, command_id)

@@ -44,7 +44,6 @@ from ingest_worker.service.gateway.read_models import (
 )
 from ingest_worker.sources.commands import CommandMessage
 from ingest_worker.store import reads
-from ingest_worker.store.queries import load_queries
 
 router = APIRouter(route_class=ProblemRoute, tags=["commands"])
 
@@ -53,7 +52,6 @@ MAX_WAIT_SECONDS = 30.0
 PUBLISH_TIMEOUT_SECONDS = 5.0
 #: `Idempotency-Key`: a commandId (≤ 128 visible ASCII characters).
 KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
-_EXISTS = load_queries("reads.sql")["incident_exists"]
 
 
 def _outcome(receipt: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +153,7 @@ async def send_command(
     Another tenant's or an unknown incident: refusal 404; not decided in time: None."""
     tenant = principal.tenant
     async with reads.reading(backend.pool, tenant) as conn:
-        exists = await conn.fetchval(_EXISTS, tenant, incident_id)
+        exists = await reads.incident_exists(conn, tenant, incident_id)
         decided = await reads.get_receipt(conn, tenant, command_id)
     if not exists:
         raise refusal(404, "not_found", f"no incident {incident_id}")
