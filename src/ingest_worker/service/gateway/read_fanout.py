@@ -1,9 +1,10 @@
 """The stream's live side: one consumer of `incident.events` per gateway process, fanning the
 tenant's events out in memory to its connected clients.
 
-The topic says *that* a tenant has new events; PostgreSQL says *which, and in what order*. A
-record of tenant T wakes T's feed, which reads from the store every final event after the last
-one it fanned out (`store.stream`: commit-ordered positions, served only below the snapshot's
+The worker's commit notification (`LISTEN ingest_outbox`, sent by every write batch as it
+commits) and the topic say *that* there are new events; PostgreSQL says *which, and in what
+order*. A notification wakes every feed, a record of tenant T wakes T's feed; a feed reads from
+the store every final event after the last one it fanned out (`store.stream`: commit-ordered positions, served only below the snapshot's
 xmin) and offers each, in stream order, to T's subscribers. The live path thus sends exactly the
 sequence a resume replays, one position after the other: a client can switch from replay to live
 and back without a gap or a repeat. An event whose record arrived but that is not final yet (an
@@ -24,9 +25,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ingest_worker.delivery.outbox import NOTIFY_CHANNEL
 from ingest_worker.service.gateway.read_events import StreamEvent, Subscriber
 from ingest_worker.service.kafka_clients import client_options
 from ingest_worker.store import reads, stream
@@ -99,6 +102,8 @@ class EventFanout:
         #: its feed's cursor.
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        #: Set by a commit notification: every feed reads on the next round.
+        self._committed = False
         self._tasks: list[asyncio.Task[None]] = []
         #: Set once the consumer is positioned at the end of every partition.
         self.ready = asyncio.Event()
@@ -131,6 +136,7 @@ class EventFanout:
         self._tasks = [
             asyncio.create_task(self._run(), name="read-stream-consumer"),
             asyncio.create_task(self._pump(), name="read-stream-feeds"),
+            asyncio.create_task(self._listen(), name="read-stream-commits"),
         ]
 
     async def stop(self) -> None:
@@ -155,9 +161,9 @@ class EventFanout:
                     self._wake.wait(), RETRY_SECONDS if waiting else SWEEP_SECONDS
                 )
             self._wake.clear()
-            sweep = time.monotonic() - last_sweep >= SWEEP_SECONDS
+            sweep = self._committed or time.monotonic() - last_sweep >= SWEEP_SECONDS
             if sweep:
-                last_sweep = time.monotonic()
+                last_sweep, self._committed = time.monotonic(), False
             for tenant, feed in list(self._feeds.items()):
                 if sweep or feed.pending:
                     try:
@@ -187,6 +193,37 @@ class EventFanout:
                     break
             self.delivered += sent
             return sent
+
+    def _commit_seen(self, *_: object) -> None:
+        self._committed = True
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Wake every feed when a write batch commits (the worker's outbox notification)."""
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: the sweep covers until back
+                log.warning("read_stream_listen_failed", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _listen_once(self) -> None:
+        url = self._backend.settings.database_url.get_secret_value()
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(NOTIFY_CHANNEL, self._commit_seen)
+            self._commit_seen()  # what committed while not listening
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), 10.0)
+                await conn.execute("SELECT 1")  # a dead connection raises here
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     # -------------------------------------------------------------- the consumer
     async def _run(self) -> None:
