@@ -12,8 +12,11 @@ signal was handed to the producer. At `--reconnect` of the run (a fraction; 0: n
 drops its connection and comes back with `Last-Event-ID`, as a browser does: the events it gets
 while catching up count with their real, later, arrival times.
 
-Checked on the way: every signal's event arrived, none twice, the `id:` positions strictly
-increasing across the reconnection. Writes bench/results/stream.{md,json}.
+The latency is split at the start of the worker's write transaction (the events'
+`recorded_at`, read from PostgreSQL after the run): before it, the worker consuming and batching;
+after it, the write and its commit, the wait for older write transactions, the gateway's feed
+and the stream. Checked on the way: every signal's event arrived, none twice, the `id:`
+positions strictly increasing across the reconnection. Writes bench/results/stream.{md,json}.
 """
 
 from __future__ import annotations
