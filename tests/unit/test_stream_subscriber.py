@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
+from ingest_worker.service.gateway import read_fanout
+from ingest_worker.service.gateway.read_fanout import PENDING_SECONDS, Feed
 from ingest_worker.service.gateway.read_stream import (
     CUT_OFF,
     StreamEvent,
@@ -14,6 +17,7 @@ from ingest_worker.service.gateway.read_stream import (
     Subscriber,
 )
 from ingest_worker.store.reads import BadReadRequest, StreamPosition
+from ingest_worker.store.stream import START
 
 
 def event(n: int, *, status: str = "OPEN", severity: str = "RED") -> StreamEvent:
@@ -71,3 +75,21 @@ def test_a_three_part_position_parses_unresolved_and_garbage_is_refused() -> Non
     ):
         with pytest.raises(BadReadRequest):
             StreamPosition.parse(bad)
+
+
+def test_a_feed_waits_for_announced_events_until_sent_and_ignores_late_announcements(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    feed = Feed(START)
+    feed.announce("e1")
+    assert feed.waiting()
+    feed.sent("e1")
+    feed.sent("e2")
+    assert not feed.waiting()
+    feed.announce("e2")  # its record came after the store handed it out
+    assert not feed.waiting()
+    feed.announce("e3")  # never handed out (its feed began after it): forgotten in time
+    assert feed.waiting()
+    later = time.monotonic() + PENDING_SECONDS + 1
+    monkeypatch.setattr(read_fanout.time, "monotonic", lambda: later)
+    assert not feed.waiting()
