@@ -10,11 +10,15 @@ import json
 import random
 from collections.abc import AsyncGenerator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
+from ingest_worker.delivery.outbox import NOTIFY_CHANNEL
+from ingest_worker.service.gateway import read_fanout
 from ingest_worker.service.gateway.read_backend import ReadBackend, ReadSettings
 from ingest_worker.service.gateway.read_fanout import EventFanout
 from ingest_worker.service.gateway.read_stream import OPENED, StreamFilter, tenant_events
@@ -162,3 +166,27 @@ async def test_live_and_resumed_clients_get_the_same_sequence_with_no_gap_at_the
     await live.aclose()
     await resumed.aclose()
     assert backend.fanout.clients == 0
+
+
+async def test_a_commit_notification_wakes_the_feed_without_the_topic(
+    database_url: str, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_fanout, "SWEEP_SECONDS", 60.0)  # no sweep within the test
+    backend = _Backend(db_pool)
+    backend.settings = SimpleNamespace(database_url=SecretStr(database_url))
+    fanout = backend.fanout
+    # the feeds and the commit listener, not the topic's consumer
+    tasks = [asyncio.create_task(fanout._pump()), asyncio.create_task(fanout._listen())]
+    try:
+        client = tenant_events(cast(ReadBackend, backend), TENANT, None, StreamFilter())
+        assert await anext(client) == OPENED
+        row = Row(TENANT, "notified", 1, events=1)
+        async with db_pool.acquire() as conn, conn.transaction():
+            await insert(conn, [row], recorded=BASE)
+            await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        assert await take(client, 1) == event_ids(row)
+        await client.aclose()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
