@@ -4,12 +4,14 @@ tenant's events out in memory to its connected clients.
 The worker's commit notification (`LISTEN ingest_outbox`, sent by every write batch as it
 commits) and the topic say *that* there are new events; PostgreSQL says *which, and in what
 order*. A notification wakes every feed, a record of tenant T wakes T's feed; a feed reads from
-the store every final event after the last one it fanned out (`store.stream`: commit-ordered positions, served only below the snapshot's
-xmin) and offers each, in stream order, to T's subscribers. The live path thus sends exactly the
-sequence a resume replays, one position after the other: a client can switch from replay to live
-and back without a gap or a repeat. An event whose record arrived but that is not final yet (an
-older write transaction is still open) is fetched again shortly; a sweep every second catches
-what the topic did not announce (records missed while the consumer reconnected).
+the store every final event after the last one it fanned out (`store.stream`: commit-ordered
+positions, served only below the snapshot's xmin) and offers each, in stream order, to the
+tenant's subscribers. The live path thus sends exactly the sequence a resume replays, one
+position after the other: a client can switch from replay to live and back without a gap or a
+repeat. An event whose record arrived but that is not final yet (an older write transaction is
+still open) is looked for again shortly; a sweep every second catches what nothing announced
+(records missed while the consumer reconnected). Reads go in rounds, at most one per
+`ROUND_SECONDS`, whatever the rate of commits.
 
 Each client sits behind a bounded queue: one that falls further behind is cut off (its
 connection ends) instead of growing memory, and comes back with `Last-Event-ID`.
@@ -44,7 +46,9 @@ DEFAULT_TENANT = "default"
 #: Rows per query while a feed catches up.
 FEED_PAGE = 500
 #: How soon an announced event that was not final yet is looked for again.
-RETRY_SECONDS = 0.02
+RETRY_SECONDS = 0.05
+#: The shortest time between two rounds of reads (each reads every woken feed once).
+ROUND_SECONDS = 0.05
 #: Every feed reads the store this often even when the topic announced nothing.
 SWEEP_SECONDS = 1.0
 #: An announced event not found by then is forgotten (its feed was created after it was final).
@@ -153,17 +157,23 @@ class EventFanout:
 
     # -------------------------------------------------------------- the feeds
     async def _pump(self) -> None:
-        last_sweep = time.monotonic()
+        last_sweep = last_round = time.monotonic()
         while True:
             waiting = any(f.waiting() for f in self._feeds.values())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), RETRY_SECONDS if waiting else SWEEP_SECONDS
                 )
+            # Commits come many times a second and each wakes every feed: one round per
+            # ROUND_SECONDS at most, what arrives meanwhile joins the next.
+            pause = last_round + ROUND_SECONDS - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             self._wake.clear()
-            sweep = self._committed or time.monotonic() - last_sweep >= SWEEP_SECONDS
+            last_round = time.monotonic()
+            sweep = self._committed or last_round - last_sweep >= SWEEP_SECONDS
             if sweep:
-                last_sweep, self._committed = time.monotonic(), False
+                last_sweep, self._committed = last_round, False
             for tenant, feed in list(self._feeds.items()):
                 if sweep or feed.pending:
                     try:
