@@ -190,3 +190,21 @@ async def test_a_commit_notification_wakes_the_feed_without_the_topic(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_three_part_position_of_an_earlier_version_still_resumes(
+    db_pool: asyncpg.Pool,
+) -> None:
+    backend = _Backend(db_pool)
+    rows = [Row(TENANT, f"old-{n}", n, events=2) for n in range(2)]
+    async with db_pool.acquire() as conn:
+        await insert(conn, rows, recorded=BASE)
+    first = (await read_after(db_pool, START))[0].position
+    micros = (first.recorded_at - START.recorded_at) // timedelta(microseconds=1)
+    old = StreamPosition.parse(f"{micros}.{first.incident_id.hex}.{first.seq}")
+    assert not old.resolved
+    client = tenant_events(cast(ReadBackend, backend), TENANT, old, StreamFilter())
+    assert await anext(client) == OPENED
+    expected = [json.loads(r.payload)["id"] for r in await read_after(db_pool, first)]
+    assert await take(client, 3) == expected
+    await client.aclose()
