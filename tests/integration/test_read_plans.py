@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 GROWING = {"incidents", "incident_events", "incident_evidence", "command_receipts"}
 SQL = load_queries("reads.sql")
+STREAM_SQL = load_queries("stream.sql")
 #: statement → its number of parameters
 CASES: dict[str, tuple[str, int]] = {
     **{f"list {sort}": (sql, 18) for sort, sql in reads.LIST_SQL.items()},
@@ -31,8 +32,9 @@ CASES: dict[str, tuple[str, int]] = {
     "evidence_of": (SQL["evidence_of"], 3),
     "timeline_of": (SQL["timeline_of"], 5),
     "receipt_of": (SQL["receipt_of"], 2),
-    "events_after": (SQL["events_after"], 6),
-    "event_positions": (SQL["event_positions"], 2),
+    "stream events_between": (STREAM_SQL["events_between"], 10),
+    "stream head": (STREAM_SQL["stream_head"], 1),
+    "stream event_tx": (STREAM_SQL["event_tx"], 3),
 }
 
 

@@ -4,7 +4,6 @@ resume, each for two tenants holding identical incident keys."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest_worker.store import reads
+from ingest_worker.store import reads, stream
 from ingest_worker.store.cursors import SEVERITY_RANK, BadReadRequest, IncidentFilter
 from ingest_worker.store.reads import StreamPosition
 from tests.read_rows import BASE, Row, insert
@@ -222,12 +221,11 @@ async def test_receipts_with_the_same_command_id_are_each_tenants_own(
 async def test_the_stream_resumes_in_recording_order_within_its_tenant(
     db_pool: asyncpg.Pool, store: dict[str, list[Row]]
 ) -> None:
-    start = StreamPosition(BASE - timedelta(seconds=1), uuid.UUID(int=0), 0)
     async with reads.reading(db_pool, "acme") as conn:
-        first = await reads.events_after(conn, "acme", start, BASE - timedelta(days=1), 5)
-        rest = await reads.events_after(conn, "acme", first[-1][0], BASE - timedelta(days=1), 1000)
+        first = await stream.events_between(conn, "acme", stream.START, stream.END, 5)
+        rest = await stream.events_between(conn, "acme", first[-1].position, stream.END, 1000)
     total = sum(r.events for r in store["acme"])
-    positions = [p for p, *_ in first + rest]
+    positions = [r.position for r in first + rest]
     assert len(positions) == total and positions == sorted(positions)
     ids = {str(r.id) for r in store["acme"]}
     assert {str(p.incident_id) for p in positions} == ids

@@ -64,9 +64,10 @@ async def old_store(services: ServiceEndpoints) -> AsyncIterator[asyncpg.Connect
 
 
 async def _dump(conn: asyncpg.Connection, table: str) -> list[str]:
-    """A table's rows as jsonb text without the tenant column, in a fixed order."""
+    """A table's rows as jsonb text without the tenant column (nor `tx`, which a later migration
+    adds to incident_events), in a fixed order."""
     order = TABLES[table]
-    query = f"SELECT (to_jsonb(t) - 'tenant')::text FROM {table} AS t ORDER BY {order}"  # noqa: S608
+    query = f"SELECT (to_jsonb(t) - 'tenant' - 'tx')::text FROM {table} AS t ORDER BY {order}"  # noqa: S608
     return [r[0] for r in await conn.fetch(query)]
 
 

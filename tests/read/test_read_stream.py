@@ -102,7 +102,7 @@ async def test_live_events_reach_only_their_tenant_and_resume_without_loss_or_re
         await read_side.signal("acme", deploy(f"s-{tag}-4"))
         live = await resumed.next()
     deploys = [f.body["incident_key"].split(":")[2] for f in [*missed, live]]
-    # The two missed ones share a transaction: their order is the recording order's tie-break.
+    # The two missed ones share a transaction: their order is the position's tie-break.
     assert sorted(deploys[:2]) == [f"s-{tag}-2", f"s-{tag}-3"] and deploys[2] == f"s-{tag}-4"
     assert {f.body["tenant"] for f in [*missed, live]} == {"acme"}
     positions = [StreamPosition.parse(f.id or "") for f in [first, *missed]]
@@ -110,7 +110,7 @@ async def test_live_events_reach_only_their_tenant_and_resume_without_loss_or_re
 
 
 async def test_a_position_older_than_the_retention_gets_one_resync(read_side: ReadSide) -> None:
-    old = StreamPosition(datetime.now(UTC) - timedelta(days=2), uuid.uuid4(), 1).token()
+    old = StreamPosition(9, datetime.now(UTC) - timedelta(days=2), uuid.uuid4(), 1).token()
     async with stream(read_side, "acme", last=old) as resumed:
         frame = await resumed.next()
         assert frame.event == "resync"

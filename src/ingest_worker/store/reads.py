@@ -33,6 +33,7 @@ from ingest_worker.store.cursors import (
 )
 from ingest_worker.store.incidents import Connection
 from ingest_worker.store.queries import load_queries
+from ingest_worker.store.stream import StreamPosition
 
 __all__ = [
     "ITEM_FIELDS",
@@ -41,8 +42,6 @@ __all__ = [
     "Page",
     "StreamPosition",
     "count_incidents",
-    "event_positions",
-    "events_after",
     "get_incident",
     "get_receipt",
     "iter_incidents",
@@ -319,59 +318,3 @@ async def get_receipt(conn: Connection, tenant: str, command_id: str) -> dict[st
         "recordedAt": _time(row["recorded_at"]),
     }
     return answer
-
-
-# ------------------------------------------------------------------ the stream's positions
-@dataclass(frozen=True, slots=True, order=True)
-class StreamPosition:
-    """Where an event sits in a tenant's recording order: (recorded_at, incident_id, seq)."""
-
-    recorded_at: datetime
-    incident_id: uuid.UUID
-    seq: int
-
-    def token(self) -> str:
-        micros = int(self.recorded_at.timestamp() * 1_000_000)
-        return f"{micros}.{self.incident_id.hex}.{self.seq}"
-
-    @classmethod
-    def parse(cls, token: str) -> StreamPosition:
-        from datetime import UTC
-
-        try:
-            micros, incident, seq = token.strip().split(".")
-            moment = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
-            return cls(moment, uuid.UUID(hex=incident), int(seq))
-        except (ValueError, OverflowError, OSError):
-            raise BadReadRequest(
-                "invalid_last_event_id", "Last-Event-ID is not a position of this stream"
-            ) from None
-
-
-async def events_after(
-    conn: Connection, tenant: str, position: StreamPosition, not_before: datetime, limit: int
-) -> list[tuple[StreamPosition, str, str, str]]:
-    """Up to `limit` events recorded after `position` (and not before `not_before`), oldest
-    first: (position, type, hash, payload text)."""
-    rows = await conn.fetch(
-        _SQL["events_after"],
-        tenant,
-        position.recorded_at,
-        position.incident_id,
-        position.seq,
-        not_before,
-        limit,
-    )
-    return [
-        (StreamPosition(r["recorded_at"], r["incident_id"], r["seq"]), r["type"], r["hash"],
-         r["payload"])
-        for r in rows
-    ]  # fmt: skip
-
-
-async def event_positions(
-    conn: Connection, tenant: str, event_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, StreamPosition]:
-    """The stream positions of `tenant`'s events among `event_ids`."""
-    rows = await conn.fetch(_SQL["event_positions"], tenant, list(event_ids))
-    return {r["id"]: StreamPosition(r["recorded_at"], r["incident_id"], r["seq"]) for r in rows}

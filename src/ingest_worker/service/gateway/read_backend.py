@@ -158,7 +158,7 @@ class ReadBackend:
     """The pool, the command producer and the event fan-out of one gateway process."""
 
     def __init__(self, settings: Settings, config: ReadSettings | None = None) -> None:
-        from ingest_worker.service.gateway.read_stream import EventFanout
+        from ingest_worker.service.gateway.read_fanout import EventFanout
 
         self.settings = settings
         self.config = config or ReadSettings()

@@ -1,6 +1,7 @@
--- The read side (ingest_worker.store.reads): the incident list, detail, timeline, receipts and
--- the stream's resume. Every query names the tenant ($1) and runs as ingest_reader with the same
--- tenant set for the transaction; every one is served by an index that leads with the tenant.
+-- The read side (ingest_worker.store.reads): the incident list, detail, timeline and receipts
+-- (the stream's reads are in stream.sql). Every query names the tenant ($1) and runs as
+-- ingest_reader with the same tenant set for the transaction; every one is served by an index
+-- that leads with the tenant.
 --
 -- List blocks share the filter block `incident_filters` (inserted where `/*filters*/` stands).
 -- Parameters of the filters: $5 statuses, $6 severities, $7 source kinds, $8 envs, $9 correlation
@@ -111,20 +112,3 @@ SELECT command_id, type, incident_id, outcome, reason, event_id, result::text AS
        recorded_at
 FROM command_receipts
 WHERE tenant = $1::text AND command_id = $2::text
-
--- name: events_after
--- The stream's resume: events recorded after the position ($2, $3, $4), oldest first, no older
--- than $5 (the retention); $6: limit.
-SELECT incident_id, seq, recorded_at, type, hash, payload::text AS payload
-FROM incident_events
-WHERE tenant = $1::text
-  AND (recorded_at, incident_id, seq) > ($2::timestamptz, $3::uuid, $4::int)
-  AND recorded_at >= $5::timestamptz
-ORDER BY recorded_at, incident_id, seq
-LIMIT $6::int
-
--- name: event_positions
--- Where live events sit in the recording order (their stream positions).
-SELECT id, incident_id, seq, recorded_at
-FROM incident_events
-WHERE tenant = $1::text AND id = ANY($2::uuid[])
