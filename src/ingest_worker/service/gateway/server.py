@@ -13,7 +13,7 @@ import uvicorn
 from ingest_worker.service import runtime, telemetry
 from ingest_worker.service.config import Settings
 from ingest_worker.service.gateway.app import create_app
-from ingest_worker.service.gateway.connections import guarded_h11, guarded_httptools
+from ingest_worker.service.gateway.connections import guarded_httptools
 from ingest_worker.service.gateway.credentials import CredentialStore
 from ingest_worker.service.gateway.forwarder import Forwarder
 from ingest_worker.service.gateway.metrics import GatewayMetrics
@@ -74,11 +74,9 @@ class GatewayServer:
                 config.header_timeout_seconds,
                 config.max_header_bytes,
                 self.metrics.header_timeouts.inc,
-            )
-            or guarded_h11(config.header_timeout_seconds, self.metrics.header_timeouts.inc),
+            ),
             limit_concurrency=config.limit_concurrency,
             timeout_keep_alive=config.timeout_keep_alive_seconds,
-            h11_max_incomplete_event_size=config.max_header_bytes,
         )
         self._server = _Server(uvicorn_config)
         self._task: asyncio.Task[None] | None = None
