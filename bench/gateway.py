@@ -1,7 +1,7 @@
 """Gateway phase of the benchmark: Alertmanager notifications over HTTP against the same records
 straight to Kafka, at increasing offered rates, with the worker running beside the gateway.
 
-    python -m bench.gateway [--rates 500,1000,2000,3000] [--duration 10] [--connections 128]
+    python -m bench.gateway [--rates 250,1000,2000] [--duration 8] [--connections 128]
                             [--target gateway|dev] [--label after] [--profile]
 
 Starts `ingest-worker dev` (embedded PostgreSQL and broker, the worker) and, for
@@ -247,8 +247,8 @@ def _wait_ready(urls: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__)
-    p.add_argument("--rates", default="500,1000,2000,3000", type=lambda s: [float(x) for x in s.split(",")])  # fmt: skip
-    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--rates", default="250,1000,2000", type=lambda s: [float(x) for x in s.split(",")])  # fmt: skip
+    p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--connections", type=int, default=128)
     p.add_argument("--target", choices=("gateway", "dev"), default="gateway")
     p.add_argument("--label", default="latest", help="the run's name in gateway.json/md")
