@@ -217,6 +217,25 @@ async def test_a_header_block_over_the_limit_is_refused(guarded: RunningGateway)
     assert elapsed < PROMPT
 
 
+async def test_a_complete_header_block_over_the_limit_is_refused_and_closed(
+    guarded: RunningGateway,
+) -> None:
+    # Whole, in one write (the parser has every header): refused, the body never read.
+    padded = {**bearer(TOKEN_NEW), **{f"X-Pad-{i}": "p" * 1000 for i in range(10)}}
+    line, _, elapsed = await exchange(guarded, head("/v1/signals/deploy_status", padded, 2) + b"{}")
+    assert b" 400 " in line or b" 431 " in line, line
+    assert elapsed < PROMPT
+
+
+async def test_a_header_block_within_the_limit_is_served(guarded: RunningGateway) -> None:
+    padded = {**bearer(TOKEN_NEW), **{f"X-Pad-{i}": "p" * 1000 for i in range(6)}}
+    body = encoded(red())
+    line, _, _ = await exchange(
+        guarded, head("/v1/signals/deploy_status", padded, len(body)) + body
+    )
+    assert b" 202 " in line, line
+
+
 # ------------------------------------------------------------------ hanging up
 async def test_a_client_hanging_up_mid_body_is_counted_at_info_level(
     guarded: RunningGateway, caplog: pytest.LogCaptureFixture

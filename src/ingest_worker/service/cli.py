@@ -269,11 +269,12 @@ def cmd_dev(_: argparse.Namespace) -> int:
 
 def cmd_gateway(_: argparse.Namespace) -> int:
     """The webhook gateway: HTTP → the source topics, 202 once acknowledged."""
+    from ingest_worker.service import runtime
     from ingest_worker.service.gateway import GatewaySettings, serve
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    return asyncio.run(serve(settings, GatewaySettings()))
+    return runtime.run(lambda: serve(settings, GatewaySettings()), event_loop=settings.event_loop)
 
 
 def limit_argument(text: str) -> int:

@@ -131,11 +131,12 @@ class Settings(_SourceTopics):
         ge=0,
         le=10_000_000,
         description="First-generation threshold of CPython's garbage collector in the worker "
-        "process, whose start-up objects are frozen; 0 keeps CPython's defaults.",
+        "and gateway processes, whose start-up objects are frozen; 0 keeps CPython's defaults.",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
-        description="Event loop of the worker process: uvloop (when installed) or asyncio's.",
+        description="Event loop of the worker and gateway processes: uvloop (when installed) "
+        "or asyncio's.",
     )
 
     retry_initial_seconds: float = Field(

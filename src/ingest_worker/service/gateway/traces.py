@@ -38,6 +38,8 @@ TELEMETRY: TelemetryConfig = {
 def annotate(source: str, keys: Iterable[str] | None = None, reason: str | None = None) -> None:
     """Gateway attributes on the current (request) span: `ingest.source`, the incident keys
     (`ingest.incident.key`/`.keys`), the refusal reason (`ingest.gateway.reason`)."""
+    if not tracing.active():  # no span records: skip the context lookup (twice per request)
+        return
     span = tracing.current_span()
     if not span.is_recording():
         return
