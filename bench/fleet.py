@@ -22,9 +22,10 @@ def merge_metrics(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return parts[0]
 
     def add(a: Any, b: Any) -> Any:
-        if isinstance(a, dict):
-            return {k: add(a.get(k, 0), b.get(k, 0)) for k in {*a, *b}}
-        return a + b
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a or {}, b or {}
+            return {k: add(a.get(k), b.get(k)) for k in sorted({*a, *b})}
+        return (a or 0) + (b or 0)
 
     merged: dict[str, Any] = {}
     for key in ("signals", "outcomes", "outcomes_by_topic", "commands_and_transitions"):

