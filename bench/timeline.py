@@ -87,8 +87,11 @@ def summarize(path: Path, *, sample: int = 8) -> dict[str, Any]:
     hi = max(r[3] for r in batch_rows)
     wall = max(1e-9, hi - lo)
     by_step: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for step, _, start, end, _ in rows:
-        by_step[step].append((start, end))
+    for step, b, start, end, _ in rows:
+        # fetch and publish belong to no batch; the other steps count only inside a batch
+        # (a COMMIT of an outbox round is not a batch's).
+        if b is not None or step in ("fetch", "publish"):
+            by_step[step].append((start, end))
     steps: dict[str, Any] = {}
     for step in STEPS:
         spans = _clip(by_step.get(step, []), lo, hi)
