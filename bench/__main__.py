@@ -137,6 +137,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra INGEST_* setting for the worker (repeatable)",
     )
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes in the saturation runs' consumer group (1)",
+    )
+    p.add_argument(
+        "--no-timeline",
+        action="store_true",
+        help="run the saturation worker plain, not under bench.timeline_worker",
+    )
+    p.add_argument(
         "--skip", default="", help=f"comma-separated phases to skip: {', '.join(PHASES)}"
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -318,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     log("starting embedded PostgreSQL (fsync on) and the Tansu broker")
     with embedded_services(fsync=True) as services:
         ctx = Context(
-            services=services, results_dir=args.out, worker_overrides=args.worker_overrides
+            services=services,
+            results_dir=args.out,
+            worker_overrides=args.worker_overrides,
+            processes=args.processes,
+            timeline=not args.no_timeline,
         )
         if args.profile:
             asyncio.run(run_profile_mode(args, ctx))

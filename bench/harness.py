@@ -322,8 +322,9 @@ class CpuMeter:
     """CPU seconds of the worker, PostgreSQL (postmaster + backends), the broker, this process,
     and the whole machine (the difference is other people's work: the noise of the run)."""
 
-    def __init__(self, services: EmbeddedServices, worker_pid: int | None) -> None:
-        self._worker = psutil.Process(worker_pid) if worker_pid else None
+    def __init__(self, services: EmbeddedServices, worker_pid: int | Sequence[int] | None) -> None:
+        pids = [worker_pid] if isinstance(worker_pid, int) else list(worker_pid or ())
+        self._workers = [psutil.Process(pid) for pid in pids]
         self._pg = psutil.Process(services.postgres.pid) if services.postgres.pid else None
         self._broker = psutil.Process(services.kafka.pid) if services.kafka.pid else None
         self._self = psutil.Process()
@@ -340,7 +341,7 @@ class CpuMeter:
         busy -= getattr(sys_t, "guest", 0.0) + getattr(sys_t, "guest_nice", 0.0)
         return CpuSnapshot(
             at=time.monotonic(),
-            worker=_cpu(self._worker) if self._worker else 0.0,
+            worker=sum(_cpu(w) for w in self._workers),
             postgres=pg,
             broker=_cpu(self._broker) if self._broker else 0.0,
             bench=_cpu(self._self),

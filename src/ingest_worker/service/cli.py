@@ -77,6 +77,10 @@ async def _run_worker(settings: Settings) -> int:
 def cmd_run(_: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
+    if settings.worker_processes > 1:
+        from ingest_worker.service.processes import supervise
+
+        return supervise(settings)
     from ingest_worker.service import runtime
 
     return runtime.run(lambda: _run_worker(settings), event_loop=settings.event_loop)

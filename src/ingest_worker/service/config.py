@@ -126,6 +126,14 @@ class Settings(_SourceTopics):
         default="earliest", description="Where a new consumer group starts reading."
     )
 
+    worker_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes `ingest-worker run` starts, in one consumer group (one "
+        "process uses one CPU core); process i serves /healthz, /readyz and /metrics on "
+        "INGEST_HTTP_PORT + i.",
+    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
