@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from ingest_worker.delivery.outbox import NOTIFY_CHANNEL
+from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.service.gateway import read_fanout
 from ingest_worker.service.gateway.read_backend import ReadBackend, ReadSettings
 from ingest_worker.service.gateway.read_fanout import EventFanout

@@ -31,7 +31,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest_worker.delivery.outbox import NOTIFY_CHANNEL
+from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.service.gateway.read_events import StreamEvent, Subscriber
 from ingest_worker.service.kafka_clients import client_options
 from ingest_worker.store import reads, stream
