@@ -3,6 +3,7 @@ that it reads the payloads of the rows it publishes only (not of the whole backl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 
 from ingest_worker.store.incidents import apply_batch
-from ingest_worker.store.outbox import FETCH_ROUND
+from ingest_worker.store.outbox import FETCH_ROUND, LOCK_LANES
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration
@@ -25,9 +26,9 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-async def _backlog(conn: asyncpg.Connection[Any]) -> None:
+async def _backlog(conn: asyncpg.Connection[Any], prefix: str = "k") -> None:
     # 40 incidents in 4 lanes, three events each: 120 outbox rows, more than one round.
-    batch = [incident_input(f"k{i}", signal=f"s{j}", at=j) for i in range(40) for j in range(3)]
+    batch = [incident_input(f"{prefix}{i}", signal=f"s{j}", at=j) for i in range(40) for j in range(3)]
     await apply_batch(conn, batch, outbox_lanes=4)
 
 
@@ -41,7 +42,8 @@ async def test_a_round_takes_the_first_rows_by_incident_and_seq_with_their_bodie
             LIMIT,
         )
         async with conn.transaction():
-            rows = await conn.fetch(FETCH_ROUND, LIMIT)
+            lanes = [r["lane"] for r in await conn.fetch(LOCK_LANES)]
+            rows = await conn.fetch(FETCH_ROUND, LIMIT, lanes)
         stored = {
             r["id"]: r
             for r in await conn.fetch(
@@ -67,9 +69,40 @@ async def test_a_round_reads_the_events_it_publishes_and_no_other(db_pool: async
         await _backlog(conn)
         backlog = await conn.fetchval("SELECT count(*) FROM outbox")
         async with conn.transaction():
-            explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {FETCH_ROUND}", LIMIT)
+            lanes = [r["lane"] for r in await conn.fetch(LOCK_LANES)]
+            explained = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {FETCH_ROUND}", LIMIT, lanes
+            )
     plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
     event_reads = [n for n in _nodes(plan) if n.get("Relation Name") == "incident_events"]
     assert backlog > 10 * LIMIT
     assert event_reads, "the round reads incident_events"
     assert sum(n["Actual Rows"] * n["Actual Loops"] for n in event_reads) == LIMIT
+
+
+async def test_two_publishers_draining_one_backlog_take_every_event_once(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Two publishers' rounds interleave on the lanes: a round reads its rows after its lanes
+    are locked, so it never sees rows another round deleted and committed meanwhile."""
+    from ingest_worker.store.outbox import OutboxStore
+
+    store = OutboxStore(db_pool)
+
+    async def publisher(taken: list[Any]) -> None:
+        idle = 0
+        while idle < 3:
+            async with store.round() as round_:
+                rows = await round_.events(LIMIT)
+                taken.extend(r["id"] for r in rows)
+                await round_.delete_events(rows)
+            idle = idle + 1 if not rows else 0
+
+    for attempt in range(8):  # the race needs a round's snapshot and another's commit to cross
+        async with db_pool.acquire() as conn:
+            await _backlog(conn, prefix=f"r{attempt}-")
+            total = await conn.fetchval("SELECT count(*) FROM outbox")
+        taken: list[Any] = []
+        await asyncio.gather(publisher(taken), publisher(taken), publisher(taken))
+        assert len(taken) == total
+        assert len(set(taken)) == total

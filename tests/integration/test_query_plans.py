@@ -74,7 +74,7 @@ CASES = {
     "select_incidents": (QUERIES["select_incidents"], 3),
     "select_recoveries": (QUERIES["select_recoveries"], 2),
     "select_evidence": (QUERIES["select_evidence"], 3),
-    "outbox round": (FETCH_ROUND, 1),
+    "outbox round": (FETCH_ROUND, 2),
 }
 
 

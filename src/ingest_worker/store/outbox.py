@@ -21,7 +21,9 @@ from ingest_worker.store.queries import load_queries
 NOTIFY_CHANNEL = "ingest_outbox"
 
 _SQL = load_queries("outbox.sql")
-#: A round's events: `$1` rows of the lanes no other publisher holds, in `seq` order per incident.
+#: The lanes no other publisher holds, locked until the round's transaction ends.
+LOCK_LANES = _SQL["lock_lanes"]
+#: A round's events: `$1` rows of the locked lanes `$2`, in `seq` order per incident.
 FETCH_ROUND = _SQL["fetch_round"]
 _DATABASE_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -43,7 +45,10 @@ class OutboxRound:
     async def events(self, limit: int) -> Sequence[OutboxRow]:
         """Up to `limit` events of the free lanes (`id, incident_id, seq, type, hash,
         payload_text, occurred_at, incident_key, traceparent, tenant`)."""
-        return await self._conn.fetch(FETCH_ROUND, limit)
+        lanes = [row["lane"] for row in await self._conn.fetch(LOCK_LANES)]
+        if not lanes:
+            return []
+        return await self._conn.fetch(FETCH_ROUND, limit, lanes)
 
     async def delete_events(self, rows: Sequence[OutboxRow]) -> None:
         await self._conn.execute(

@@ -1,20 +1,24 @@
 -- The outbox (ingest_worker.store.outbox): the rows committed events and command outcomes leave
 -- behind for the publisher, read and deleted in the publisher's round transaction.
 
+-- name: lock_lanes
+-- The lanes no other publisher holds, locked until the round's transaction ends.
+SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
+
 -- name: fetch_round
--- The rows of the lanes no other publisher holds: the lanes are locked (FOR UPDATE SKIP LOCKED,
--- until the round's transaction ends) and read in one statement. The round's rows are picked
+-- The rows of the lanes `lock_lanes` returned ($2), read by a statement of their own: its
+-- snapshot is taken after the locks were granted, so it sees the deletions of a publisher that
+-- held one of those lanes and committed. Read in the locking statement, whose snapshot is older
+-- than its locks, those rows would be published a second time. The round's rows are picked
 -- from the outbox alone (ids, ORDER BY … LIMIT) before any payload is read: with the payload in
 -- the same select list, PostgreSQL renders the payload of every backlog row before the top-N
 -- sort keeps $1 of them, so a round's cost would grow with the backlog. Each event is then one
 -- probe of its primary key (LATERAL … LIMIT 1): with a plain join, stale statistics can let the
 -- planner hash the whole incident_events table.
-WITH lanes AS MATERIALIZED (
-    SELECT lane FROM outbox_lanes ORDER BY lane FOR UPDATE SKIP LOCKED
-), picked AS MATERIALIZED (
+WITH picked AS MATERIALIZED (
     SELECT o.tenant, o.event_id, o.incident_id, o.seq, o.traceparent
     FROM outbox o
-    WHERE o.lane IN (SELECT l.lane FROM lanes AS l)
+    WHERE o.lane = ANY($2::integer[])
     ORDER BY o.incident_id, o.seq
     LIMIT $1
 )
