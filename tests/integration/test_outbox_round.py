@@ -28,7 +28,9 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def _backlog(conn: asyncpg.Connection[Any], prefix: str = "k") -> None:
     # 40 incidents in 4 lanes, three events each: 120 outbox rows, more than one round.
-    batch = [incident_input(f"{prefix}{i}", signal=f"s{j}", at=j) for i in range(40) for j in range(3)]
+    batch = [
+        incident_input(f"{prefix}{i}", signal=f"s{j}", at=j) for i in range(40) for j in range(3)
+    ]
     await apply_batch(conn, batch, outbox_lanes=4)
 
 

@@ -17,12 +17,12 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.service.gateway import read_fanout
 from ingest_worker.service.gateway.read_backend import ReadBackend, ReadSettings
 from ingest_worker.service.gateway.read_fanout import EventFanout
 from ingest_worker.service.gateway.read_stream import OPENED, StreamFilter, tenant_events
 from ingest_worker.store import reads, stream
+from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.store.stream import START, StreamPosition
 from tests.read_rows import BASE, Row, event_body, insert
 

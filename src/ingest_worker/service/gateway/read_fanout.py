@@ -31,10 +31,10 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.service.gateway.read_events import StreamEvent, Subscriber
 from ingest_worker.service.kafka_clients import client_options
 from ingest_worker.store import reads, stream
+from ingest_worker.store.outbox import NOTIFY_CHANNEL
 from ingest_worker.store.stream import StreamPosition
 
 if TYPE_CHECKING:
