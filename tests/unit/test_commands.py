@@ -1,5 +1,5 @@
 """Commands, pure parts: a credential in an identity field is refused without being echoed, and
-the time rules (`issued_in_future`, `issued_before_incident`) of `core.commands.evaluate`."""
+the time rules (`issued_in_future`, `issued_before_incident`) of `core.incident.decide`."""
 
 from __future__ import annotations
 

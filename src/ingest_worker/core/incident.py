@@ -81,18 +81,13 @@ class When(StrEnum):
 
 
 class Step(StrEnum):
-    """What a row does besides setting the status."""
+    """What a row does besides setting the status: its value says it."""
 
-    #: The verb's own bookkeeping (a command or a source transition).
-    VERB = "verb"
-    #: A new episode of the key (a new incident id), with the trigger as first occurrence.
-    NEW_EPISODE = "new episode"
-    #: One more occurrence (evidence, counts, times; severity never lowered).
-    OCCURRENCE = "occurrence"
-    #: An occurrence that also reopens: `reopen_count + 1`, resolution cleared.
-    REOPEN = "reopen"
-    #: Resolution (or cancellation) by a recovery signal, at the recovery's time.
-    RECOVERY = "recovery"
+    VERB = "sets the verb's own columns (acknowledged_at, resolved_at, …)"
+    NEW_EPISODE = "starts a new episode of the key (a new incident id)"
+    OCCURRENCE = "adds an occurrence (evidence, counts, times; severity never lowered)"
+    REOPEN = "adds an occurrence and reopens: reopen_count + 1, resolution cleared"
+    RECOVERY = "resolves at the recovery's time (resolved_by: signal)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ def _utc(moment: datetime) -> datetime:
 _TIMESTAMPS: dict[datetime, str] = {}
 
 
-#: Entries of the timestamp memo before it starts over (~175 bytes each: 2.8 MiB when full).
+#: Entries of the timestamp memo before it starts over: bounded, as the instants never end.
 TIMESTAMP_MEMO_SIZE = 16_384
 
 

@@ -18,7 +18,7 @@ its tenant), after one lock statement for the whole batch.
 
 Every writer of `incidents`/`incident_events` must take the same advisory locks
 (`lock_key`, class `LOCK_CLASS`; keys derived from the tenant's ids). Driver exceptions propagate unchanged. A worker writing
-several batches at once orders their lock statements with `LOCK_TURN` (see `LockTurn`).
+several batches at once orders their lock statements with a `LockTurn` per batch.
 No connection set-up is needed: jsonb crosses the wire as text, whatever codec is registered;
 `init_connection` (a pool's `init=`) only makes jsonb columns read as Python values elsewhere.
 """
@@ -29,7 +29,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -99,14 +98,11 @@ class LockTurn:
     A batch sends its lock statement only once the batch consumed before it holds its locks
     (`after` is set), and sets `locked` once it holds its own. Batches touching the same incident
     are so applied in consumption order, and its events keep that order; batches touching
-    different incidents are written in parallel. Set for the writing task with `LOCK_TURN`.
+    different incidents are written in parallel. Passed to `apply_batch` as `turn`.
     """
 
     after: asyncio.Event | None
     locked: asyncio.Event
-
-
-LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
 
 
 def scope_lock_key(scope: str, tenant: str = DEFAULT_TENANT) -> int:
@@ -284,7 +280,7 @@ async def _apply_batch(
         return BatchResult((), 0)
     parts = _parts(inputs, tenants)
     queries = load_queries("store.sql")
-    turn = settings.turn or LOCK_TURN.get()
+    turn = settings.turn
     if turn is not None and turn.after is not None:
         await turn.after.wait()
     outcomes = [Outcome.DUPLICATE] * len(inputs)

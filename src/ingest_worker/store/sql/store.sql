@@ -182,7 +182,7 @@ SELECT pg_notify('ingest_outbox', '') AS notified,
 -- episode of each key ($1) and each id ($2). One index probe per key and per id, whatever the
 -- estimates (the LATERAL subqueries are not flattened: OFFSET 0): as `incident_key = ANY($1)
 -- OR id = ANY($2)`, and even as a join of unnest($1) to incidents, the planner chose a
--- sequential scan of the whole table (5–27 ms per batch at 12,000–100,000 incidents).
+-- sequential scan of the whole table, a cost that grows with the table instead of the batch.
 SELECT k.incident_key, k.recovery_scope
 FROM unnest($1::text[]) AS u(k)
 CROSS JOIN LATERAL (
