@@ -170,9 +170,22 @@ del S
 TARGET: Final[dict[Verb, Status]] = {
     t.verb: t.to for t in TRANSITIONS if t.to is not None and t.verb in COMMAND_VERBS
 }
-_ROWS: Final[dict[Verb, tuple[Transition, ...]]] = {
-    verb: tuple(t for t in TRANSITIONS if t.verb is verb) for verb in Verb
+#: (verb, status, cause) → the rows that may apply, in table order: one lookup per decision.
+_CANDIDATES: Final[dict[tuple[Verb, Status | None, str], tuple[Transition, ...]]] = {
+    (verb, status, cause): rows
+    for verb in Verb
+    for status in (NONE, *Status)
+    for cause in ("command", "signal", "source")
+    if (
+        rows := tuple(
+            t for t in TRANSITIONS if t.verb is verb and status in t.sources and cause in t.causes
+        )
+    )
 }
+# Members read on every input, bound once (an enum member read through its class is slower).
+_ALWAYS, _NEW_EPISODE, _REOPEN = When.ALWAYS, Step.NEW_EPISODE, Step.REOPEN
+_OPEN, _PENDING, _RESOLVED = Status.OPEN, Status.PENDING, Status.RESOLVED
+_TRIGGER, _RECOVER = Verb.TRIGGER, Verb.RECOVER
 
 
 def episode_id(incident_key: str, episode: int, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
@@ -192,7 +205,8 @@ def decide(
     """What `given` does to the newest episode `state` of its key (None: the key has none).
 
     `scope_recovery`: the newest recovery of a trigger's scope seen before it (a trigger older
-    than it starts its episode resolved)."""
+    than it starts its episode resolved, or is an occurrence of the ended incident); only the
+    rows of a key without an incident or with an ended one read it."""
     if isinstance(given, IncidentInput):
         return _trigger(state, given, rules, scope_recovery)
     if isinstance(given, Recovery):
@@ -205,87 +219,85 @@ def decide(
 def _first(
     verb: Verb, status: Status | None, cause: Cause, holds: Callable[[When], bool] | None = None
 ) -> Transition | None:
-    for row in _ROWS[verb]:
-        if (
-            status in row.sources
-            and cause in row.causes
-            and (row.when is When.ALWAYS or (holds is not None and holds(row.when)))
-        ):
+    for row in _CANDIDATES.get((verb, status, cause), ()):
+        if row.when is _ALWAYS or (holds is not None and holds(row.when)):
             return row
     return None
 
 
-class _Guard:
-    """The rules of the trigger rows, for one trigger on one state."""
+def _open_after(rules: Rules, source_kind: str) -> int:
+    return 1 if rules.open_after is None else rules.open_after.get(source_kind, 1)
 
-    __slots__ = ("newest", "rules", "signal", "state")
 
-    def __init__(
-        self,
-        state: IncidentState | None,
-        signal: IncidentInput,
-        rules: Rules,
-        newest: RecoveryMark | None,
-    ) -> None:
-        self.state, self.signal, self.rules, self.newest = state, signal, rules, newest
+def _holds(
+    when: When,
+    state: IncidentState | None,
+    signal: IncidentInput,
+    rules: Rules,
+    newest: RecoveryMark | None,
+) -> bool:
+    """Whether the rule of a trigger row holds for `signal` on `state`."""
+    at = signal.signal_time
+    if when is When.BEFORE_SCOPE_RECOVERY:
+        return newest is not None and newest.signal_time > at
+    if when is When.OPEN_AFTER_ABOVE_ONE:
+        return _open_after(rules, signal.source_kind) > 1
+    assert state is not None  # the other rules are of rows on an existing incident
+    if when is When.REACHES_OPEN_AFTER:
+        return state.occurrence_count + 1 >= _open_after(rules, state.source_kind)
+    if when is When.OLDER_THAN_END:
+        ends = [m for m in (state.resolved_at, state.closed_at) if m is not None]
+        if newest is not None:
+            ends.append(newest.signal_time)
+        # A tie with the end counts as newer: resolving needs a strictly newer recovery.
+        return bool(ends) and at < max(ends)
+    if when is When.WITHIN_REOPEN_WINDOW:
+        return (
+            state.resolved_by == "signal"
+            and state.resolved_at is not None
+            and at - state.resolved_at < rules.reopen_window
+        )
+    raise AssertionError(f"{when} is not a rule of a trigger row")
 
-    def _open_after(self, source_kind: str) -> int:
-        return 1 if self.rules.open_after is None else self.rules.open_after.get(source_kind, 1)
 
-    def __call__(self, when: When) -> bool:
-        state, at = self.state, self.signal.signal_time
-        if when is When.BEFORE_SCOPE_RECOVERY:
-            return self.newest is not None and self.newest.signal_time > at
-        if when is When.OPEN_AFTER_ABOVE_ONE:
-            return self._open_after(self.signal.source_kind) > 1
-        assert state is not None  # the other rules are of rows on an existing incident
-        if when is When.REACHES_OPEN_AFTER:
-            return state.occurrence_count + 1 >= self._open_after(state.source_kind)
-        if when is When.OLDER_THAN_END:
-            ends = [m for m in (state.resolved_at, state.closed_at) if m is not None]
-            if self.newest is not None:
-                ends.append(self.newest.signal_time)
-            # A tie with the end counts as newer: resolving needs a strictly newer recovery.
-            return bool(ends) and at < max(ends)
-        if when is When.WITHIN_REOPEN_WINDOW:
-            return (
-                state.resolved_by == "signal"
-                and state.resolved_at is not None
-                and at - state.resolved_at < self.rules.reopen_window
-            )
-        raise AssertionError(f"{when} is not a rule of a trigger row")
+def _trigger_row(
+    state: IncidentState | None, signal: IncidentInput, rules: Rules, newest: RecoveryMark | None
+) -> Transition:
+    status = None if state is None else state.status
+    for row in _CANDIDATES[(_TRIGGER, status, "signal")]:
+        if row.when is _ALWAYS or _holds(row.when, state, signal, rules, newest):
+            return row
+    raise AssertionError("the last trigger row of every status has no rule")
 
 
 def _trigger(
     state: IncidentState | None, signal: IncidentInput, rules: Rules, newest: RecoveryMark | None
 ) -> Decision:
-    guard = _Guard(state, signal, rules, newest)
-    row = _first(Verb.TRIGGER, None if state is None else state.status, "signal", guard)
-    assert row is not None  # a trigger always matches a row: the last one has no rule
+    row = _trigger_row(state, signal, rules, newest)
     at, sha = signal.signal_time, signal.signal_sha256
-    if row.step is Step.NEW_EPISODE:
+    if row.step is _NEW_EPISODE:
         episode = 1 if state is None else state.episode + 1
         after = projection.start(
             signal, episode_id(signal.incident_key, episode, rules.tenant), episode=episode,
             previous=None if state is None else state.id,
         )  # fmt: skip
-        if guard(When.OPEN_AFTER_ABOVE_ONE):
-            after = replace(after, status=Status.PENDING)
+        if _open_after(rules, signal.source_kind) > 1:
+            after = replace(after, status=_PENDING)
         created = Change(after, None, at, sha, evidence=True, new_episode=True)
-        if row.to is not Status.RESOLVED or newest is None:
+        if row.to is not _RESOLVED or newest is None:
             return Decision((created,), after, Outcome.CREATED)
         # Born resolved: the recovery of its scope is newer than the trigger.
         resolved = replace(
-            after, status=Status.RESOLVED, resolved_at=newest.signal_time, resolved_by="signal",
+            after, status=_RESOLVED, resolved_at=newest.signal_time, resolved_by="signal",
             last_seq=after.last_seq + 1,
         )  # fmt: skip
         late = Change(resolved, row.event_type, newest.signal_time, sha, newest.signal_sha256)
         return Decision((created, late), resolved, Outcome.CREATED)
     assert state is not None
     after = projection.advance(state, signal)
-    if row.step is Step.REOPEN:
+    if row.step is _REOPEN:
         after = replace(
-            after, status=Status.OPEN, resolved_at=None, resolved_by=None,
+            after, status=_OPEN, resolved_at=None, resolved_by=None,
             reopen_count=state.reopen_count + 1,
         )  # fmt: skip
     elif row.to is not None:
@@ -300,7 +312,7 @@ def _recover(state: IncidentState | None, recovery: Recovery) -> Decision:
     if state is None:
         return Decision((), None, Outcome.RECOVERED)
     row = _first(
-        Verb.RECOVER, state.status, "signal", lambda _: state.last_seen_at < at
+        _RECOVER, state.status, "signal", lambda _: state.last_seen_at < at
     )  # the one rule of the recovery rows: newer than the newest trigger
     if row is None or row.to is None:
         return Decision((), state, Outcome.RECOVERED)

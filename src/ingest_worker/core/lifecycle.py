@@ -96,7 +96,7 @@ class RecoveryMark:
     signal_sha256: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every input, frozen init costs more
 class Change:
     """One state change, recorded as one event: `after` is the incident after it."""
 
@@ -112,7 +112,7 @@ class Change:
     new_episode: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every input, frozen init costs more
 class Decision:
     """What one input does: the changes to record (in order), the state after them, and the
     input's outcome (with the reason of a rejection)."""

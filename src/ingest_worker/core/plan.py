@@ -16,7 +16,7 @@ import orjson
 from ingest_worker.core.canonical import evidence_sha256
 from ingest_worker.core.errors import IngestError
 from ingest_worker.core.events import GENESIS_HASH, AddedEvidence, Event, build_event
-from ingest_worker.core.incident import decide
+from ingest_worker.core.incident import ENDED, decide
 from ingest_worker.core.lifecycle import Change, Outcome, RecoveryMark, Rules
 from ingest_worker.core.projection import IncidentState
 from ingest_worker.core.tenants import DEFAULT_TENANT
@@ -191,12 +191,14 @@ class _Fold:
     def apply(self, index: int) -> Outcome:
         """Decide input `index` on the key's state and record its changes."""
         item = self.plan.inputs[index]
+        state = self.state
+        # Only a trigger on no incident or an ended one reads the newest recovery of its scope.
         newest = (
             self.plan._newest_recovery(self.scope, index)
-            if isinstance(item, IncidentInput)
+            if isinstance(item, IncidentInput) and (state is None or state.status in ENDED)
             else None
         )
-        decision = decide(self.state, item, self.plan.rules, scope_recovery=newest)
+        decision = decide(state, item, self.plan.rules, scope_recovery=newest)
         for change in decision.events:
             self._emit(change, index)
         self.state = decision.next_state

@@ -139,7 +139,7 @@ class IncidentState:
             "incident_key": self.incident_key,
             "source_kind": self.source_kind,
             "severity": self.severity,
-            "status": self.status.value,
+            "status": str(self.status),  # the plain string, as JSON carries it
             "title": self.title,
             "env": self.env,
             "classification": self.classification,
