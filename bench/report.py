@@ -546,7 +546,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"Finding: {odd:,} recoveries in a scope without incident (runs above) were "
                 "counted by the worker as `duplicate`, not `recovered` as "
-                '`core.plan.Outcome.RECOVERED` documents ("whether or not an incident of its '
+                '`core.lifecycle.Outcome.RECOVERED` documents ("whether or not an incident of its '
                 'scope was active"); the checks accept either for those.'
             )
     lines += ["", f"Plot: `{results['plot']}`. Raw data: `{results['raw']}`.", ""]

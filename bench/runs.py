@@ -193,7 +193,7 @@ async def _verify(
         got_lifecycle = {k: got.get(k, 0) for k in _LIFECYCLE if got.get(k, 0)}
         applied += got.get("applied", 0)
         # A recovery whose scope holds no incident is `recovered` by the contract
-        # (`core.plan.Outcome.RECOVERED`), but the worker may count it as `duplicate`: accept
+        # (`core.lifecycle.Outcome.RECOVERED`), but the worker may count it as `duplicate`: accept
         # either for those, exactly, and report how many went which way.
         unmatched = stream.by_kind.get((kind, "recovery_unmatched"), 0)
         as_duplicate = want.get("recovered", 0) - got.get("recovered", 0)

@@ -11,7 +11,7 @@ import pytest
 
 from ingest_worker.core.values import IncidentInput
 from ingest_worker.store.audit import replay_check, verify_chains
-from ingest_worker.store.incidents import LOCK_TURN, LockTurn, Outcome, apply_batch
+from ingest_worker.store.incidents import LockTurn, Outcome, apply_batch
 from tests.factories import incident_input
 
 pytestmark = pytest.mark.integration
@@ -113,8 +113,7 @@ async def test_a_batch_takes_its_locks_only_after_the_batch_before_it_holds_its_
     first_locked, second_locked = asyncio.Event(), asyncio.Event()
 
     async def apply_in_turn(conn: asyncpg.Connection, signal: str, turn: LockTurn) -> None:
-        LOCK_TURN.set(turn)  # a task's own context: as the worker's writer tasks do
-        await apply_batch(conn, [incident_input("k", signal=signal)], outbox_lanes=4)
+        await apply_batch(conn, [incident_input("k", signal=signal)], outbox_lanes=4, turn=turn)
 
     async with db_pool.acquire() as early, db_pool.acquire() as late:
         second = asyncio.create_task(

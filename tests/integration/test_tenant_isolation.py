@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest_worker.core.canonical import canonical_sha256, incident_id
-from ingest_worker.core.plan import episode_id
-from ingest_worker.core.values import Command
+from ingest_worker.core.incident import episode_id
+from ingest_worker.core.values import BatchInput, Command
 from ingest_worker.store.audit import replay_check, verify_chains
-from ingest_worker.store.incidents import Connection, Effect, apply_batch
+from ingest_worker.store.incidents import Connection, apply_batch
 from tests.factories import BASE_TIME, incident_input, recovery
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,9 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-def _batches(stream: list[tuple[str, Effect]], sizes: list[int]) -> list[list[tuple[str, Effect]]]:
+def _batches(
+    stream: list[tuple[str, BatchInput]], sizes: list[int]
+) -> list[list[tuple[str, BatchInput]]]:
     batches, start, turn = [], 0, 0
     while start < len(stream):
         size = sizes[turn % len(sizes)]
@@ -126,7 +128,7 @@ async def _state(conn: Connection, tenant: str) -> dict[str, Any]:
 )
 @given(stream=streams, sizes=batch_sizes)
 async def test_interleaved_tenants_end_as_if_each_were_alone(
-    conn: asyncpg.Connection, stream: list[tuple[str, Effect]], sizes: list[int]
+    conn: asyncpg.Connection, stream: list[tuple[str, BatchInput]], sizes: list[int]
 ) -> None:
     try:
         async with conn.transaction():

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ingest_worker.core.lifecycle import COMMAND_VERBS, DEFAULT_POLICY, Refusal
+from ingest_worker.core.lifecycle import COMMAND_VERBS, DEFAULT_POLICY
+from ingest_worker.core.lifecycle import RefusalReason as Refusal
 from ingest_worker.service import cli
 from ingest_worker.service.cli_dead_letters import dead_letter, text_lines
 from ingest_worker.service.cli_errors import UsageError

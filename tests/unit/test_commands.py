@@ -1,5 +1,5 @@
 """Commands, pure parts: a credential in an identity field is refused without being echoed, and
-the time rules (`issued_in_future`, `issued_before_incident`) of `core.commands.evaluate`."""
+the time rules (`issued_in_future`, `issued_before_incident`) of `core.incident.decide`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from ingest_worker.core import canonical
-from ingest_worker.core.commands import evaluate
 from ingest_worker.core.errors import InvalidSignal, RejectReason
-from ingest_worker.core.lifecycle import DEFAULT_POLICY, Refusal
+from ingest_worker.core.incident import decide as decide_input
+from ingest_worker.core.lifecycle import DEFAULT_POLICY, Rules
+from ingest_worker.core.lifecycle import RefusalReason as Refusal
 from ingest_worker.core.projection import start
-from ingest_worker.core.values import Command
+from ingest_worker.core.values import Command, SourceTransition
 from ingest_worker.sources.commands import COMMANDS
 from ingest_worker.sources.decode import decode_record
 from tests.factories import BASE_TIME, incident_input
@@ -104,11 +105,19 @@ def test_ordinary_identities_are_kept_and_free_text_is_redacted(changes: dict[st
 STATE = start(incident_input(KEY, at=0), canonical.incident_id(KEY))
 
 
-def decide(at: timedelta, *, not_after: timedelta | None = None, verb: str = "acknowledge") -> Any:
-    return evaluate(
-        STATE, verb, at=BASE_TIME + at, cause="command", roles=("ONCALL_ENGINEER",),
-        policy=DEFAULT_POLICY, not_after=None if not_after is None else BASE_TIME + not_after,
+def command_at(
+    at: timedelta, *, not_after: timedelta | None = None, verb: str = "acknowledge"
+) -> Command:
+    return Command(
+        "c-1", verb, None, KEY, "human", "alice", ("ONCALL_ENGINEER",), BASE_TIME + at, "sha",
+        not_after=None if not_after is None else BASE_TIME + not_after,
     )  # fmt: skip
+
+
+def decide(at: timedelta, *, not_after: timedelta | None = None, verb: str = "acknowledge") -> Any:
+    return decide_input(
+        STATE, command_at(at, not_after=not_after, verb=verb), Rules(policy=DEFAULT_POLICY)
+    )
 
 
 def test_a_command_issued_before_the_incident_first_signal_is_rejected() -> None:
@@ -128,15 +137,17 @@ def test_a_command_issued_beyond_the_allowed_skew_is_rejected() -> None:
 
 
 def test_a_future_command_is_rejected_even_when_its_incident_is_unknown() -> None:
-    decision = evaluate(
-        None, "acknowledge", at=BASE_TIME + timedelta(days=1), cause="command",
-        not_after=BASE_TIME,
-    )  # fmt: skip
+    decision = decide_input(
+        None, command_at(timedelta(days=1), not_after=timedelta(0)), Rules(policy=DEFAULT_POLICY)
+    )
     assert decision.reason is Refusal.ISSUED_IN_FUTURE
 
 
 def test_sources_report_transitions_with_their_own_times() -> None:
-    decision = evaluate(STATE, "acknowledge", at=BASE_TIME - timedelta(days=1), cause="source")
+    transition = SourceTransition(
+        KEY, "pagerduty", "acknowledge", BASE_TIME - timedelta(days=1), "s"
+    )
+    decision = decide_input(STATE, transition, Rules())
     assert decision.outcome == "applied"
 
 

@@ -4,20 +4,29 @@ written out independently from the SPEC's table (not derived from the product's 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
+from ingest_worker.core import canonical
+from ingest_worker.core.incident import Status, decide
+from ingest_worker.core.incident import judge as decide_verb
 from ingest_worker.core.lifecycle import (
     COMMAND_VERBS,
     DEFAULT_POLICY,
+    Outcome,
     PolicyError,
-    Refusal,
-    Status,
+    Rules,
     Verb,
     authorized,
-    decide,
     parse_policy,
 )
+from ingest_worker.core.lifecycle import RefusalReason as Refusal
+from ingest_worker.core.projection import IncidentState, start
+from tests.factories import BASE_TIME, incident_input, recovery
+
+KEY = "deploy_status:prod:deploy-1:2024-01-01T00:00:00Z"
 
 P, OP, A, MG, MD, R, C, X, AR = (
     "PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED", "RESOLVED", "CLOSED",
@@ -52,7 +61,7 @@ NEEDS_RATIONALE = {"cancel", "change_severity"}
     ("status", "verb"), list(itertools.product(list(Status), COMMAND_VERBS)), ids=str
 )
 def test_every_command_in_every_state(status: Status, verb: Verb) -> None:
-    decision = decide(status, verb, cause="command", rationale="because")
+    decision = decide_verb(status, verb, cause="command", rationale="because")
     key = (verb.value, status.value)
     if key in COMMAND_MOVES:
         expected = COMMAND_MOVES[key] or status.value
@@ -70,49 +79,101 @@ def test_every_command_in_every_state(status: Status, verb: Verb) -> None:
 
 @pytest.mark.parametrize(("verb", "status"), sorted(COMMAND_MOVES), ids=str)
 def test_rationale_rules_of_seed_003(verb: str, status: str) -> None:
-    decision = decide(Status(status), Verb(verb), cause="command", rationale=None)
+    decision = decide_verb(Status(status), Verb(verb), cause="command", rationale=None)
     needs = verb in NEEDS_RATIONALE or (verb == "resolve" and status not in (MG, MD))
     if needs:
         assert (decision.outcome, decision.reason) == ("rejected", Refusal.RATIONALE_REQUIRED)
     else:
         assert decision.outcome == "applied"
-    blank = decide(Status(status), Verb(verb), cause="command", rationale="   ")
+    blank = decide_verb(Status(status), Verb(verb), cause="command", rationale="   ")
     assert blank.outcome == decision.outcome
+
+
+def incident_in(status: Status, *, resolved_at: int | None = None) -> IncidentState:
+    """An incident of KEY first and last seen at BASE_TIME, in `status` (resolved by a
+    recovery `resolved_at` seconds after BASE_TIME)."""
+    state = start(incident_input(KEY, at=0), canonical.incident_id(KEY))
+    if resolved_at is None:
+        return replace(state, status=status)
+    moment = BASE_TIME + timedelta(seconds=resolved_at)
+    return replace(state, status=status, resolved_at=moment, resolved_by="signal")
 
 
 @pytest.mark.parametrize("status", list(Status), ids=str)
 def test_a_recovery_signal_resolves_active_incidents_and_cancels_pending_ones(
     status: Status,
 ) -> None:
-    decision = decide(status, Verb.RECOVER, cause="signal")
-    expected = {P: ("applied", X), OP: ("applied", R), A: ("applied", R), MG: ("applied", R)}
-    expected[MD] = ("applied", R)
-    assert (decision.outcome, decision.status.value) == expected.get(
-        status.value, ("noop", status.value)
-    )
+    decision = decide(incident_in(status), recovery(KEY, at=10), Rules())
+    expected = {P: X, OP: R, A: R, MG: R, MD: R}
+    assert decision.outcome is Outcome.RECOVERED
+    assert decision.next_state is not None
+    assert decision.next_state.status.value == expected.get(status.value, status.value)
+    assert len(decision.events) == (1 if status.value in expected else 0)
 
 
 @pytest.mark.parametrize("status", list(Status), ids=str)
-def test_a_trigger_reopens_a_resolved_incident_and_never_clears_an_ack(status: Status) -> None:
-    decision = decide(status, Verb.TRIGGER, cause="signal")
-    if status is Status.RESOLVED:
-        assert (decision.status, decision.event_type) == (Status.OPEN, "incident.reopened")
-    elif status.value in (P, OP, A, MG, MD):
-        assert (decision.outcome, decision.status) == ("applied", status)
-    else:
-        assert (decision.outcome, decision.status) == ("noop", status)
+def test_a_recovery_no_newer_than_the_newest_trigger_changes_nothing(status: Status) -> None:
+    decision = decide(incident_in(status), recovery(KEY, at=0), Rules())
+    assert (decision.events, decision.next_state) == ((), incident_in(status))
+
+
+@pytest.mark.parametrize("status", list(Status), ids=str)
+def test_a_trigger_adds_to_an_active_incident_and_never_clears_an_ack(status: Status) -> None:
+    rules = Rules(open_after={"deploy_status": 3})  # PENDING stays PENDING at 2 occurrences
+    decision = decide(incident_in(status), incident_input(KEY, signal="s2", at=60), rules)
+    assert decision.next_state is not None
+    if status.value in (P, OP, A, MG, MD):
+        assert (decision.outcome, decision.next_state.status) == (Outcome.UPDATED, status)
+        assert decision.next_state.occurrence_count == 2
+    else:  # a trigger after the end of an incident starts its next episode
+        assert (decision.outcome, decision.next_state.episode) == (Outcome.CREATED, 2)
+        assert decision.next_state.status is Status.PENDING  # open_after 3, as any new episode
+
+
+def test_the_trigger_reaching_open_after_promotes_a_pending_incident() -> None:
+    rules = Rules(open_after={"deploy_status": 2})
+    decision = decide(incident_in(Status.PENDING), incident_input(KEY, signal="s2", at=1), rules)
+    assert decision.next_state is not None and decision.next_state.status is Status.OPEN
+    assert decision.events[0].event_type == "incident.promoted"
+
+
+def test_a_trigger_reopens_an_incident_a_recovery_resolved_within_the_reopen_window() -> None:
+    resolved = incident_in(Status.RESOLVED, resolved_at=10)
+    rules = Rules(reopen_window=timedelta(seconds=300))
+    inside = decide(resolved, incident_input(KEY, signal="s2", at=309), rules)
+    assert inside.next_state is not None
+    assert (inside.outcome, inside.next_state.status) == (Outcome.UPDATED, Status.OPEN)
+    assert (inside.events[0].event_type, inside.next_state.reopen_count) == ("incident.reopened", 1)
+    outside = decide(resolved, incident_input(KEY, signal="s2", at=310), rules)
+    assert outside.next_state is not None
+    assert (outside.outcome, outside.next_state.episode) == (Outcome.CREATED, 2)
+    # Resolved by a command: never reopened by a trigger, whatever the window.
+    by_command = replace(resolved, resolved_by="command")
+    again = decide(by_command, incident_input(KEY, signal="s2", at=11), rules)
+    assert again.next_state is not None and again.next_state.episode == 2
+
+
+def test_a_trigger_older_than_the_end_of_an_incident_is_an_occurrence_of_it() -> None:
+    resolved = incident_in(Status.RESOLVED, resolved_at=10)
+    decision = decide(resolved, incident_input(KEY, signal="s0", at=5), Rules())
+    assert decision.next_state is not None
+    assert (decision.outcome, decision.next_state.status) == (Outcome.UPDATED, Status.RESOLVED)
+    assert decision.next_state.occurrence_count == 2
 
 
 @pytest.mark.parametrize("status", list(Status), ids=str)
 def test_sources_may_acknowledge_and_annotate_but_not_mitigate(status: Status) -> None:
-    assert decide(status, Verb.START_MITIGATION, cause="source").outcome in ("rejected", "noop")
-    ack = decide(status, Verb.ACKNOWLEDGE, cause="source")
+    assert decide_verb(status, Verb.START_MITIGATION, cause="source").outcome in (
+        "rejected",
+        "noop",
+    )
+    ack = decide_verb(status, Verb.ACKNOWLEDGE, cause="source")
     assert ack.outcome == ("applied" if status is Status.OPEN else ack.outcome)
 
 
 def test_commands_cannot_use_signal_verbs() -> None:
     assert Verb.RECOVER not in COMMAND_VERBS and Verb.TRIGGER not in COMMAND_VERBS
-    assert decide(Status.OPEN, Verb.RECOVER, cause="command").reason is (
+    assert decide_verb(Status.OPEN, Verb.RECOVER, cause="command").reason is (
         Refusal.TRANSITION_NOT_ALLOWED
     )
 

@@ -38,7 +38,9 @@ class InMemoryStore:
         self.applied: list[IncidentInput | Recovery] = []
         self.calls = 0
 
-    async def apply(self, inputs: Sequence[IncidentInput | Recovery]) -> BatchResult:
+    async def apply(
+        self, inputs: Sequence[IncidentInput | Recovery], *, turn: object = None
+    ) -> BatchResult:
         self.calls += 1
         if self.transient_failures:
             self.transient_failures -= 1

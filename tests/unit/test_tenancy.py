@@ -6,7 +6,7 @@ import pytest
 
 from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.errors import InvalidSignal
-from ingest_worker.core.plan import episode_id
+from ingest_worker.core.incident import episode_id
 from ingest_worker.core.tenants import TENANT_PATTERN, InvalidTenant, check_tenant
 from ingest_worker.delivery.batches import BatchReport, PreparedBatch, SignalRecord
 from ingest_worker.delivery.tenancy import record_tenant, split_topic, topic_pattern

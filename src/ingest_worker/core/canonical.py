@@ -72,7 +72,7 @@ def _uuid5(name: str) -> uuid.UUID:
     return result
 
 
-#: ~300 bytes per entry: 4.9 MiB when full (65,536 entries took 20 MiB of a long-lived worker).
+#: Bounded: a long-lived worker sees an unbounded number of keys, and the hot ones recur.
 @functools.lru_cache(maxsize=16_384)
 def incident_id(incident_key: str) -> uuid.UUID:
     """The incident id: a pure function of its key (uuid5 in ID_NAMESPACE of `incident:<key>`)."""

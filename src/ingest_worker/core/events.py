@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from ingest_worker.core.canonical import canonical_json, event_id, sha256_hex
+from ingest_worker.core.incident import Status
 from ingest_worker.core.projection import timestamp_text
 
 EVENT_CREATED = "incident.created"
@@ -248,5 +249,5 @@ def status_change(payload: Mapping[str, Any]) -> StatusChange | None:
         after,
         cause,
         since_first("acknowledged_at"),
-        since_first("resolved_at") if after == "RESOLVED" else None,
+        since_first("resolved_at") if after == Status.RESOLVED else None,
     )

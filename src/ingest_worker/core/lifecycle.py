@@ -1,28 +1,22 @@
-"""The incident state machine: states, verbs, the transition table, authority.
+"""The lifecycle's vocabulary: verbs, outcomes, refusal reasons, what a decision returns, and
+who may use a verb (authority). The statuses and the transition table are in `core.incident`.
 
-Pure and clock-free: a decision depends on the incident's status, the verb, who asks (a command's
-roles, or a signal / the source itself) and whether a rationale was given; never on the time
-of day. The table is data; `decide` is the one function that reads it.
+Pure and clock-free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+from ingest_worker.core.tenants import DEFAULT_TENANT
 
-class Status(StrEnum):
-    PENDING = "PENDING"
-    OPEN = "OPEN"
-    ACKNOWLEDGED = "ACKNOWLEDGED"
-    MITIGATING = "MITIGATING"
-    MITIGATED = "MITIGATED"
-    RESOLVED = "RESOLVED"
-    CLOSED = "CLOSED"
-    CANCELLED = "CANCELLED"
-    ARCHIVED = "ARCHIVED"
+if TYPE_CHECKING:
+    from ingest_worker.core.incident import Status
+    from ingest_worker.core.projection import IncidentState
 
 
 class Verb(StrEnum):
@@ -49,7 +43,7 @@ class Verb(StrEnum):
 COMMAND_VERBS: Final = tuple(v for v in Verb if v not in (Verb.RECOVER, Verb.TRIGGER))
 
 
-class Refusal(StrEnum):
+class RefusalReason(StrEnum):
     """Stable reasons of a `rejected` outcome."""
 
     UNKNOWN_INCIDENT = "unknown_incident"
@@ -64,160 +58,80 @@ class Refusal(StrEnum):
     ISSUED_IN_FUTURE = "issued_in_future"
 
 
+class Outcome(StrEnum):
+    """What became of one input."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DUPLICATE = "duplicate"
+    #: A new recovery signal (whether or not an incident of its scope was active).
+    RECOVERED = "recovered"
+    #: Command and source-transition outcomes.
+    APPLIED = "applied"
+    NOOP = "noop"
+    REJECTED = "rejected"
+
+
 Cause = Literal["command", "signal", "source"]
 
-ACTIVE: Final = frozenset(
-    {Status.PENDING, Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATING, Status.MITIGATED}
-)
-_ALL_BUT_ARCHIVED: Final = frozenset(Status) - {Status.ARCHIVED}
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What decisions depend on besides the state and the input."""
+
+    #: A trigger this soon after a recovery resolved the incident reopens it.
+    reopen_window: timedelta = timedelta(seconds=300)
+    #: source kind → occurrences before an incident opens (PENDING until then; default 1)
+    open_after: Mapping[str, int] | None = None
+    tenant: str = DEFAULT_TENANT
+    #: verb → roles that may command it (None: every command is authorized)
+    policy: Mapping[Verb, frozenset[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
-    """One row of the table: `verb` moves an incident in one of `sources` to `to` (None: the
-    status is unchanged, e.g. annotate). `rationale` says when a command needs one."""
+class RecoveryMark:
+    """The newest recovery of a scope the key has seen (stored, or earlier in the batch)."""
 
-    verb: Verb
-    sources: frozenset[Status]
-    to: Status | None
-    event_type: str
-    rationale: Literal["never", "always", "unless_mitigation"] = "never"
-    causes: frozenset[str] = frozenset({"command"})
+    signal_time: datetime
+    signal_sha256: str
 
 
-def _row(
-    verb: Verb,
-    sources: Iterable[Status],
-    to: Status | None,
-    event: str,
-    *,
-    rationale: Literal["never", "always", "unless_mitigation"] = "never",
-    causes: Iterable[str] = ("command",),
-) -> Transition:
-    return Transition(verb, frozenset(sources), to, event, rationale, frozenset(causes))
+@dataclass(slots=True)  # not frozen: built for every input, frozen init costs more
+class Change:
+    """One state change, recorded as one event: `after` is the incident after it."""
+
+    after: IncidentState
+    event_type: str | None
+    occurred_at: datetime
+    signal_sha256: str
+    #: The signal that caused it, when not `signal_sha256` (a recovery resolving a late trigger).
+    cause_sha256: str | None = None
+    #: The input's evidence is recorded with this change.
+    evidence: bool = False
+    #: `after` is a new episode: its chain starts over.
+    new_episode: bool = False
 
 
-S = Status
-#: SPEC §7.1, row by row. The first row whose verb and source state match applies.
-TRANSITIONS: Final[tuple[Transition, ...]] = (
-    _row(Verb.PROMOTE, [S.PENDING], S.OPEN, "incident.promoted", causes=("command", "signal")),
-    _row(Verb.RECOVER, [S.PENDING], S.CANCELLED, "incident.cancelled", causes=("signal",)),
-    _row(
-        Verb.ACKNOWLEDGE,
-        [S.OPEN],
-        S.ACKNOWLEDGED,
-        "incident.acknowledged",
-        causes=("command", "source"),
-    ),
-    _row(
-        Verb.UNACKNOWLEDGE,
-        [S.ACKNOWLEDGED],
-        S.OPEN,
-        "incident.unacknowledged",
-        causes=("command", "source"),
-    ),
-    _row(Verb.START_MITIGATION, [S.OPEN, S.ACKNOWLEDGED], S.MITIGATING, "incident.mitigating"),
-    _row(Verb.MARK_MITIGATED, [S.MITIGATING], S.MITIGATED, "incident.mitigated"),
-    _row(
-        Verb.RESOLVE,
-        [S.OPEN, S.ACKNOWLEDGED, S.MITIGATING, S.MITIGATED],
-        S.RESOLVED,
-        "incident.resolved",
-        rationale="unless_mitigation",
-    ),
-    _row(
-        Verb.RECOVER,
-        [S.OPEN, S.ACKNOWLEDGED, S.MITIGATING, S.MITIGATED],
-        S.RESOLVED,
-        "incident.resolved",
-        causes=("signal",),
-    ),
-    _row(
-        Verb.REOPEN,
-        [S.RESOLVED],
-        S.OPEN,
-        "incident.reopened",
-        causes=("command", "source"),
-    ),
-    _row(Verb.TRIGGER, [S.RESOLVED], S.OPEN, "incident.reopened", causes=("signal",)),
-    _row(Verb.CLOSE, [S.RESOLVED], S.CLOSED, "incident.closed"),
-    _row(
-        Verb.CANCEL,
-        [S.PENDING, S.OPEN, S.ACKNOWLEDGED],
-        S.CANCELLED,
-        "incident.cancelled",
-        rationale="always",
-    ),
-    _row(Verb.ARCHIVE, [S.CLOSED, S.CANCELLED], S.ARCHIVED, "incident.archived"),
-    _row(
-        Verb.CHANGE_SEVERITY,
-        _ALL_BUT_ARCHIVED,
-        None,
-        "incident.severity_changed",
-        rationale="always",
-    ),
-    _row(
-        Verb.ANNOTATE,
-        _ALL_BUT_ARCHIVED,
-        None,
-        "incident.annotated",
-        causes=("command", "source"),
-    ),
-    _row(Verb.TRIGGER, ACTIVE, None, "incident.updated", causes=("signal",)),
-)
-del S
-
-#: The status a status verb leads to (for `noop`: already there).
-TARGET: Final[dict[Verb, Status]] = {
-    t.verb: t.to
-    for t in TRANSITIONS
-    if t.to is not None and t.verb not in (Verb.RECOVER, Verb.TRIGGER)
-}
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every input, frozen init costs more
 class Decision:
-    """What a verb does to an incident: `applied` (with the new status and the event type),
-    `noop` (already in the target state) or `rejected` (with the reason)."""
+    """What one input does: the changes to record (in order), the state after them, and the
+    input's outcome (with the reason of a rejection)."""
+
+    events: tuple[Change, ...]
+    next_state: IncidentState | None
+    outcome: Outcome
+    reason: RefusalReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ruling:
+    """The table's answer for a verb on a status: `applied` (with the new status and the
+    event type), `noop` (already in the target state) or `rejected` (with the reason)."""
 
     outcome: Literal["applied", "noop", "rejected"]
     status: Status
     event_type: str | None = None
-    reason: Refusal | None = None
-
-
-def transition_for(status: Status, verb: Verb, cause: Cause) -> Transition | None:
-    for row in TRANSITIONS:
-        if row.verb is verb and status in row.sources and cause in row.causes:
-            return row
-    return None
-
-
-def decide(
-    status: Status,
-    verb: Verb,
-    *,
-    cause: Cause = "command",
-    rationale: str | None = None,
-) -> Decision:
-    """The effect of `verb` on an incident in `status` (authority is checked before, by
-    `authorized`). Signals need no rationale; commands as the table says."""
-    row = transition_for(status, verb, cause)
-    if row is None:
-        target = TARGET.get(verb)
-        if target is not None and status is target and cause != "signal":
-            return Decision("noop", status)
-        if cause == "signal" and verb in (Verb.RECOVER, Verb.TRIGGER):
-            return Decision("noop", status)  # a recovery of a resolved incident changes nothing
-        return Decision("rejected", status, reason=Refusal.TRANSITION_NOT_ALLOWED)
-    if cause == "command" and not (rationale and rationale.strip()):
-        needs = row.rationale == "always" or (
-            row.rationale == "unless_mitigation"
-            and status not in (Status.MITIGATING, Status.MITIGATED)
-        )
-        if needs:
-            return Decision("rejected", status, reason=Refusal.RATIONALE_REQUIRED)
-    return Decision("applied", row.to or status, event_type=row.event_type)
+    reason: RefusalReason | None = None
 
 
 # --- authority (seed 001 RBAC, seed 004 authority context) -------------------------------------

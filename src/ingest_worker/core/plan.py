@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from ingest_worker.core.canonical import evidence_sha256, incident_id
+from ingest_worker.core.canonical import evidence_sha256
 from ingest_worker.core.errors import IngestError
 from ingest_worker.core.events import GENESIS_HASH, AddedEvidence, Event, build_event
-from ingest_worker.core.projection import IncidentState, advance, start
-from ingest_worker.core.tenants import DEFAULT_TENANT, tenant_name
+from ingest_worker.core.incident import ENDED, decide
+from ingest_worker.core.lifecycle import Change, Outcome, RecoveryMark, Rules
+from ingest_worker.core.projection import IncidentState
+from ingest_worker.core.tenants import DEFAULT_TENANT
 from ingest_worker.core.values import EvidenceInput, IncidentInput, Recovery
-
-
-class Outcome(StrEnum):
-    CREATED = "created"
-    UPDATED = "updated"
-    DUPLICATE = "duplicate"
-    #: A new recovery signal (whether or not an incident of its scope was active).
-    RECOVERED = "recovered"
-    #: Command and source-transition outcomes.
-    APPLIED = "applied"
-    NOOP = "noop"
-    REJECTED = "rejected"
 
 
 class StoreIntegrityError(IngestError):
@@ -55,35 +43,13 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=_mapping).decode()
 
 
-#: States a recovery may resolve (PENDING ones are cancelled: SPEC §7.1).
-_ACTIVE = frozenset({"PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED"})
-
-
-def episode_id(incident_key: str, episode: int, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
-    """Episode 1 keeps uuid5 of the key, episode n is uuid5 of `<key>#<n>`; outside the
-    default tenant the key is `<tenant>/<key>`."""
-    name = tenant_name(tenant, incident_key)
-    return incident_id(name if episode == 1 else f"{name}#{episode}")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecovery:
-    """The newest recovery of a scope already in the store (before this batch)."""
-
-    signal_time: datetime
-    signal_sha256: str
-
-
 class BatchPlan:
     """The new effects of one batch, grouped by incident key in order of first appearance.
 
     Triggers (`IncidentInput`) and recoveries (`Recovery`) are folded per incident key in batch
-    order (§7.4): a trigger adds an occurrence, reopens an incident resolved by a
-    recovery less than `reopen_window` ago, or opens a new episode; a recovery resolves the
-    active incident of each key of its scope whose newest trigger is older. The newest recovery
-    of a scope, stored or earlier in the batch, makes a trigger older than it born resolved.
-    Whatever the arrival order, an incident key's newest episode ends up RESOLVED exactly when
-    its scope's newest recovery is newer than its newest trigger.
+    order: each is decided by `core.incident.decide` on the state the ones before it left, with
+    the newest recovery of the key's scope (stored, or earlier in the batch) at hand. The fold
+    only turns the decided changes into hash-chained events and their new evidence.
     """
 
     def __init__(
@@ -99,9 +65,7 @@ class BatchPlan:
         self.inputs = effects
         self.tenant = tenant
         self.lanes = lanes
-        self.reopen_window = reopen_window
-        #: source kind → occurrences before an incident opens (SPEC §7.1 PENDING; default 1)
-        self.open_after = dict(open_after or {})
+        self.rules = Rules(reopen_window, dict(open_after or {}), tenant)
         #: incident key → indexes of its new triggers and of the recoveries of its scope.
         self.steps: dict[str, list[int]] = {}
         self._scope_of: dict[str, str] = {}
@@ -116,7 +80,7 @@ class BatchPlan:
                 self.fresh_recoveries.setdefault(item.scope, []).append(index)
         self._stored: dict[str, tuple[IncidentState, str]] = {}
         self._stored_evidence: dict[uuid.UUID, set[str]] = {}
-        self._stored_recoveries: dict[str, StoredRecovery] = {}
+        self._stored_recoveries: dict[str, RecoveryMark] = {}
 
     @property
     def trigger_keys(self) -> list[str]:
@@ -126,15 +90,12 @@ class BatchPlan:
     def recovery_scopes(self) -> list[str]:
         return sorted(self.fresh_recoveries)
 
-    def add_stored_recovery(self, scope: str, recovery: StoredRecovery) -> None:
+    def add_stored_recovery(self, scope: str, recovery: RecoveryMark) -> None:
         self._stored_recoveries[scope] = recovery
 
-    def add_stored(self, row: Any) -> None:
-        """The newest episode of a key as stored (a `select_incidents` row, with `head_hash`)."""
-        state = IncidentState.from_row(row)
-        if row["head_hash"] is None:
-            raise StoreIntegrityError(f"incident {state.id} has no event seq {state.last_seq}")
-        self._stored[state.incident_key] = (state, row["head_hash"])
+    def add_stored(self, state: IncidentState, head_hash: str) -> None:
+        """The newest episode of a key as stored, and the hash of its newest event."""
+        self._stored[state.incident_key] = (state, head_hash)
         self._scope_of.setdefault(state.incident_key, state.recovery_scope)
         self.steps.setdefault(state.incident_key, [])
 
@@ -185,33 +146,28 @@ class BatchPlan:
         if chunk:
             yield chunk
 
-    def _newest_recovery(self, scope: str, before: int) -> tuple[datetime, str] | None:
+    def _newest_recovery(self, scope: str, before: int) -> RecoveryMark | None:
         """The newest recovery of `scope` stored or earlier in the batch than index `before`."""
-        best: tuple[datetime, str] | None = None
-        stored = self._stored_recoveries.get(scope)
-        if stored is not None:
-            best = (stored.signal_time, stored.signal_sha256)
+        best = self._stored_recoveries.get(scope)
         for index in self.fresh_recoveries.get(scope, ()):
             if index >= before:
                 break
             item = self.inputs[index]
-            candidate = (item.signal_time, item.signal_sha256)
-            if best is None or candidate > best:
-                best = candidate
+            if best is None or (item.signal_time, item.signal_sha256) > (
+                best.signal_time,
+                best.signal_sha256,
+            ):
+                best = RecoveryMark(item.signal_time, item.signal_sha256)
         return best
 
-    def compute(self, keys: Iterable[str], outcomes: list[Outcome]) -> ChunkWrite:
-        """Fold each key's new effects, in batch order, into events (and their evidence)."""
+    def compute(self, keys: Iterable[str]) -> ChunkWrite:
+        """Fold each key's new effects, in batch order, into events (and their evidence); the
+        write carries each input's outcome."""
         write = ChunkWrite()
         for key in keys:
             fold = _Fold(self, key, write)
             for index in self.steps[key]:
-                item = self.inputs[index]
-                if isinstance(item, IncidentInput):
-                    outcomes[index] = fold.trigger(index, item)
-                else:
-                    fold.recover(index, item)
-                    outcomes[index] = Outcome.RECOVERED
+                write.outcomes[index] = fold.apply(index)
             write.incidents += len(fold.touched)
         return write
 
@@ -221,7 +177,6 @@ class _Fold:
 
     def __init__(self, plan: BatchPlan, key: str, write: ChunkWrite) -> None:
         self.plan = plan
-        self.key = key
         self.write = write
         stored = plan._stored.get(key)
         self.state: IncidentState | None = None if stored is None else stored[0]
@@ -233,131 +188,50 @@ class _Fold:
         self.scope = plan._scope_of[key]
         self.touched: set[uuid.UUID] = set()
 
-    def _emit(
-        self,
-        after: IncidentState,
-        *,
-        occurred_at: datetime,
-        signal_sha256: str,
-        kind: str | None,
-        evidence_from: int | None,
-        cause_sha: str | None = None,
-    ) -> None:
+    def apply(self, index: int) -> Outcome:
+        """Decide input `index` on the key's state and record its changes."""
+        item = self.plan.inputs[index]
+        state = self.state
+        # Only a trigger on no incident or an ended one reads the newest recovery of its scope.
+        newest = (
+            self.plan._newest_recovery(self.scope, index)
+            if isinstance(item, IncidentInput) and (state is None or state.status in ENDED)
+            else None
+        )
+        decision = decide(state, item, self.plan.rules, scope_recovery=newest)
+        for change in decision.events:
+            self._emit(change, index)
+        self.state = decision.next_state
+        return decision.outcome
+
+    def _emit(self, change: Change, index: int) -> None:
+        after = change.after
+        if change.new_episode:
+            self.before, self.prev_hash, self.known = None, GENESIS_HASH, set()
         added = []
-        if evidence_from is not None:
-            item = self.plan.inputs[evidence_from]
-            for evidence, sha in zip(
-                item.evidence, self.plan._shas(after.id, evidence_from), strict=True
-            ):
+        if change.evidence:
+            item = self.plan.inputs[index]
+            for evidence, sha in zip(item.evidence, self.plan._shas(after.id, index), strict=True):
                 if sha not in self.known:
                     self.known.add(sha)
                     added.append(AddedEvidence(sha, evidence.kind, evidence.ref))
                     self.write.add_evidence(sha, evidence)
         snapshot = after.snapshot()
         event = build_event(
-            self.before, snapshot, occurred_at=occurred_at, signal_sha256=signal_sha256,
-            prev_hash=self.prev_hash, evidence_added=added, kind=kind,
-            cause={"kind": "signal", "signal_sha256": cause_sha or signal_sha256},
+            self.before, snapshot, occurred_at=change.occurred_at,
+            signal_sha256=change.signal_sha256, prev_hash=self.prev_hash, evidence_added=added,
+            kind=change.event_type,
+            cause={"kind": "signal", "signal_sha256": change.cause_sha256 or change.signal_sha256},
         )  # fmt: skip
         self.write.add_event(event, outbox_lane(after.id, self.plan.lanes))
         self.touched.add(after.id)
-        self.state, self.before, self.prev_hash = after, snapshot, event.hash
-
-    def _new_episode(self, index: int, signal: IncidentInput) -> None:
-        previous = self.state
-        episode = 1 if previous is None else previous.episode + 1
-        incident = episode_id(self.key, episode, self.plan.tenant)
-        self.before, self.prev_hash, self.known = None, GENESIS_HASH, set()
-        after = start(
-            signal, incident, episode=episode, previous=None if previous is None else previous.id
-        )
-        if self.plan.open_after.get(signal.source_kind, 1) > 1:
-            after = replace(after, status="PENDING")
-        self._emit(
-            after, occurred_at=signal.signal_time, signal_sha256=signal.signal_sha256,
-            kind=None, evidence_from=index,
-        )  # fmt: skip
-        newest = self.plan._newest_recovery(self.scope, index)
-        if newest is not None and newest[0] > signal.signal_time:
-            # a trigger older than a recovery of its scope is born resolved.
-            resolved = replace(
-                after, status="RESOLVED", resolved_at=newest[0], resolved_by="signal",
-                last_seq=after.last_seq + 1,
-            )  # fmt: skip
-            self._emit(
-                resolved, occurred_at=newest[0], signal_sha256=signal.signal_sha256,
-                kind="incident.resolved", evidence_from=None, cause_sha=newest[1],
-            )  # fmt: skip
-
-    def trigger(self, index: int, signal: IncidentInput) -> Outcome:
-        state = self.state
-        if state is None:
-            self._new_episode(index, signal)
-            return Outcome.CREATED
-        at = signal.signal_time
-        if state.status not in _ACTIVE:
-            ended = [m for m in (state.resolved_at, state.closed_at) if m is not None]
-            newest = self.plan._newest_recovery(self.scope, index)
-            if newest is not None:
-                ended.append(newest[0])
-            # A tie with the resolution counts as newer: RESOLVED needs a strictly newer recovery.
-            if not ended or at >= max(ended):
-                reopen = (
-                    state.status == "RESOLVED"
-                    and state.resolved_by == "signal"
-                    and state.resolved_at is not None
-                    and at - state.resolved_at < self.plan.reopen_window
-                )
-                if not reopen:
-                    self._new_episode(index, signal)
-                    return Outcome.CREATED
-                after = replace(
-                    advance(state, signal), status="OPEN", resolved_at=None, resolved_by=None,
-                    reopen_count=state.reopen_count + 1,
-                )  # fmt: skip
-                self._emit(
-                    after, occurred_at=at, signal_sha256=signal.signal_sha256,
-                    kind="incident.reopened", evidence_from=index,
-                )  # fmt: skip
-                return Outcome.UPDATED
-        # An occurrence: active, or older than the resolution (adds evidence, changes no state).
-        after = advance(state, signal)
-        kind = None
-        threshold = self.plan.open_after.get(state.source_kind, 1)
-        if after.status == "PENDING" and after.occurrence_count >= threshold:
-            after, kind = replace(after, status="OPEN"), "incident.promoted"
-        self._emit(
-            after, occurred_at=at, signal_sha256=signal.signal_sha256,
-            kind=kind, evidence_from=index,
-        )  # fmt: skip
-        return Outcome.UPDATED
-
-    def recover(self, index: int, recovery: Recovery) -> None:
-        state = self.state
-        if state is None or state.status not in _ACTIVE:
-            return
-        if not state.last_seen_at < recovery.signal_time:
-            return  # the newest trigger is not older than the recovery: still a problem
-        status = "CANCELLED" if state.status == "PENDING" else "RESOLVED"
-        after = replace(
-            state, status=status, resolved_at=recovery.signal_time, resolved_by="signal",
-            last_seq=state.last_seq + 1,
-        )  # fmt: skip
-        self._emit(
-            after, occurred_at=recovery.signal_time, signal_sha256=recovery.signal_sha256,
-            kind="incident.resolved" if status == "RESOLVED" else "incident.cancelled",
-            evidence_from=index,
-        )  # fmt: skip
+        self.before, self.prev_hash = snapshot, event.hash
 
 
 class ChunkWrite:
-    """The parameters of one `write_chunk` statement, and the rows it must write.
-
-    The statement derives every row from the events: the incident row is the snapshot of the
-    incident's newest event, evidence rows are the events' `evidence_added` (only their
-    redacted payloads travel separately). Few, wide parameters keep the driver's per-element
-    encoding cost low.
-    """
+    """What one chunk writes: its events (with their outbox lanes), the redacted payloads of
+    the new evidence they list, and how many incidents they touch (`store.mapper` turns it
+    into the write statement's parameters)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -365,6 +239,8 @@ class ChunkWrite:
         self.evidence_shas: list[str] = []
         self.evidence_payloads: list[str] = []
         self.incidents = 0
+        #: input index → its outcome
+        self.outcomes: dict[int, Outcome] = {}
 
     def add_evidence(self, sha: str, item: EvidenceInput) -> None:
         self.evidence_shas.append(sha)
@@ -373,22 +249,3 @@ class ChunkWrite:
     def add_event(self, event: Event, lane: int) -> None:
         self.events.append(event)
         self.lanes.append(lane)
-
-    @property
-    def arguments(self) -> list[list[Any]]:
-        return [
-            [e.payload_json for e in self.events],
-            [e.hash for e in self.events],
-            self.lanes,
-            self.evidence_shas,
-            self.evidence_payloads,
-        ]
-
-    def check(self, row: Any) -> None:
-        """Raise unless the statement wrote exactly the computed rows (the locks guarantee it)."""
-        expected = (self.incidents, len(self.evidence_shas), len(self.events), len(self.events))
-        written = (row["incidents"], row["evidence"], row["events"], row["outbox"])
-        if written != expected:
-            raise StoreIntegrityError(
-                f"wrote (incidents, evidence, events, outbox) {written}, expected {expected}"
-            )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ingest_worker.core import incident as aggregate
 from ingest_worker.core.canonical import utc_timestamp
+from ingest_worker.core.lifecycle import Verb
 from ingest_worker.core.values import IncidentInput
 
-#: Status of every incident ingestion creates.
-STATUS_OPEN = "OPEN"
+if TYPE_CHECKING:
+    from ingest_worker.core.incident import Status
 
 
 #: Values of the lifecycle columns in a snapshot written before they existed.
@@ -82,7 +83,7 @@ def _utc(moment: datetime) -> datetime:
 _TIMESTAMPS: dict[datetime, str] = {}
 
 
-#: Entries of the timestamp memo before it starts over (~175 bytes each: 2.8 MiB when full).
+#: Entries of the timestamp memo before it starts over: bounded, as the instants never end.
 TIMESTAMP_MEMO_SIZE = 16_384
 
 
@@ -96,20 +97,15 @@ def timestamp_text(moment: datetime) -> str:
     return text
 
 
-def _json_column(value: Any) -> Any:
-    """A jsonb column as read: text when the connection has no jsonb codec, else decoded."""
-    return json.loads(value) if isinstance(value, str) else json_value(value)
-
-
 @dataclass(frozen=True, slots=True)
 class IncidentState:
-    """One `incidents` row without its wall-clock columns (created_at, updated_at)."""
+    """An incident: its `incidents` row without the wall-clock columns (created_at, updated_at)."""
 
     id: uuid.UUID
     incident_key: str
     source_kind: str
     severity: str
-    status: str
+    status: Status
     title: str
     env: str | None
     classification: dict[str, Any]
@@ -143,7 +139,7 @@ class IncidentState:
             "incident_key": self.incident_key,
             "source_kind": self.source_kind,
             "severity": self.severity,
-            "status": self.status,
+            "status": str(self.status),  # the plain string, as JSON carries it
             "title": self.title,
             "env": self.env,
             "classification": self.classification,
@@ -166,48 +162,9 @@ class IncidentState:
             "reopen_count": self.reopen_count,
         }
 
-    @classmethod
-    def from_row(cls, row: Any) -> IncidentState:
-        """From an `incidents` row (asyncpg Record or mapping); jsonb as text or decoded."""
-        return cls(
-            id=row["id"],
-            incident_key=row["incident_key"],
-            source_kind=row["source_kind"],
-            severity=row["severity"],
-            status=row["status"],
-            title=row["title"],
-            env=row["env"],
-            classification=_json_column(row["classification"]),
-            source_primary=_json_column(row["source_primary"]),
-            correlation_keys=tuple(row["correlation_keys"]),
-            first_seen_at=_utc(row["first_seen_at"]),
-            last_seen_at=_utc(row["last_seen_at"]),
-            occurrence_count=row["occurrence_count"],
-            last_seq=row["last_seq"],
-            lead_signal_at=_utc(row["lead_signal_at"]),
-            lead_signal_sha256=row["lead_signal_sha256"],
-            episode=row["episode"],
-            previous_incident_id=_optional_id(row["previous_incident_id"]),
-            recovery_scope=row["recovery_scope"],
-            acknowledged_at=_optional_utc(row["acknowledged_at"]),
-            mitigated_at=_optional_utc(row["mitigated_at"]),
-            resolved_at=_optional_utc(row["resolved_at"]),
-            closed_at=_optional_utc(row["closed_at"]),
-            resolved_by=row["resolved_by"],
-            reopen_count=row["reopen_count"],
-        )
-
 
 def _optional_time(moment: datetime | None) -> str | None:
     return None if moment is None else timestamp_text(moment)
-
-
-def _optional_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _utc(moment)
-
-
-def _optional_id(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 #: Snapshot keys, in column order.
@@ -232,7 +189,7 @@ def start(
         incident_key=signal.incident_key,
         source_kind=str(signal.source_kind),
         severity=str(signal.severity),
-        status=STATUS_OPEN,
+        status=aggregate.Status.OPEN,
         title=signal.title,
         env=signal.env,
         classification=json_value(signal.classification),
@@ -291,3 +248,27 @@ def advance(state: IncidentState, signal: IncidentInput) -> IncidentState:
         resolved_by=state.resolved_by,
         reopen_count=state.reopen_count,
     )
+
+
+def after_verb(
+    state: IncidentState, verb: Verb, status: Status, at: datetime, severity: str | None
+) -> IncidentState:
+    """The state after an applied command or source verb: its status, and the lifecycle
+    columns the verb sets at `at` (the command's `issuedAt`, the source's event time)."""
+    after = replace(state, status=status, last_seq=state.last_seq + 1)
+    if verb is Verb.ACKNOWLEDGE and state.acknowledged_at is None:
+        after = replace(after, acknowledged_at=at)
+    elif verb is Verb.MARK_MITIGATED:
+        after = replace(after, mitigated_at=at)
+    elif verb is Verb.RESOLVE:
+        after = replace(after, resolved_at=at, resolved_by="command")
+    elif verb is Verb.REOPEN:
+        after = replace(
+            after, resolved_at=None, resolved_by=None, closed_at=None,
+            reopen_count=state.reopen_count + 1,
+        )  # fmt: skip
+    elif verb in (Verb.CLOSE, Verb.CANCEL):
+        after = replace(after, closed_at=at)
+    elif verb is Verb.CHANGE_SEVERITY and severity is not None:
+        after = replace(after, severity=severity)
+    return after

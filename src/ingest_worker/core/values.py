@@ -151,3 +151,6 @@ class Command:
 #: What one decoded signal asks for: a trigger, a recovery, a source-reported transition, or
 #: (group records) the report of an invalid part; on the commands topic, a command.
 SignalEffect = IncidentInput | Recovery | SourceTransition | RejectedPart | Command
+
+#: What a batch applies to the store: the effects of its signal records and its commands.
+BatchInput = IncidentInput | Recovery | SourceTransition | Command

@@ -35,7 +35,7 @@ from ingest_worker.metrics import Metrics, TenantLabels
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, rejected_parts_message
 from ingest_worker.store.commands import CommandOutcome
-from ingest_worker.store.incidents import BatchResult
+from ingest_worker.store.incidents import BatchResult, LockTurn
 
 Effect = IncidentInput | Recovery | Command | SourceTransition
 
@@ -113,7 +113,11 @@ class IncidentStore(Protocol):
     """Applies a batch of incident inputs atomically (see `store.apply_batch`)."""
 
     async def apply(
-        self, inputs: Sequence[Effect], *, tenants: Sequence[str] | None = None
+        self,
+        inputs: Sequence[Effect],
+        *,
+        tenants: Sequence[str] | None = None,
+        turn: LockTurn | None = None,
     ) -> BatchResult: ...
 
 
@@ -238,8 +242,9 @@ class BatchProcessor:
             inputs.extend((index, item) for item in applied)
         return PreparedBatch(records, inputs, dead, ignored, tenants)
 
-    async def complete(self, prepared: PreparedBatch) -> BatchReport:
-        """Apply a prepared batch: one transaction, then the dead letters.
+    async def complete(self, prepared: PreparedBatch, turn: LockTurn | None = None) -> BatchReport:
+        """Apply a prepared batch: one transaction, then the dead letters. `turn`: the batch's
+        turn among those its worker writes at once (see `store.incidents.LockTurn`).
 
         Returns only when the store transaction committed and every dead letter was acknowledged.
         """
@@ -250,7 +255,9 @@ class BatchProcessor:
             report.outcomes[(records[index].topic, "ignored")] += 1
         inputs = prepared.inputs
         if inputs:
-            outcomes, dead_from_store, events = await self._apply(records, inputs, prepared.tenants)
+            outcomes, dead_from_store, events = await self._apply(
+                records, inputs, prepared.tenants, turn
+            )
             report.events_written = events
             report.input_outcomes = outcomes
             if events and self._on_events_written is not None:
@@ -291,23 +298,28 @@ class BatchProcessor:
         return report
 
     def _store_apply(
-        self, items: list[Effect], pairs: list[tuple[int, Effect]], tenants: list[str] | None
+        self,
+        items: list[Effect],
+        pairs: list[tuple[int, Effect]],
+        tenants: list[str] | None,
+        turn: LockTurn | None,
     ) -> Awaitable[BatchResult]:
         if tenants is None:
-            return self._store.apply(items)
-        return self._store.apply(items, tenants=[tenants[index] for index, _ in pairs])
+            return self._store.apply(items, turn=turn)
+        return self._store.apply(items, tenants=[tenants[index] for index, _ in pairs], turn=turn)
 
     async def _apply(
         self,
         records: Sequence[SignalRecord],
         inputs: list[tuple[int, Effect]],
         tenants: list[str] | None = None,
+        turn: LockTurn | None = None,
     ) -> tuple[list[tuple[tuple[int, Effect], str]], list[DeadLetter], int]:
         """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
         batch = [item for _, item in inputs]
         try:
             result = await retry_transient(
-                lambda: self._store_apply(batch, inputs, tenants),
+                lambda: self._store_apply(batch, inputs, tenants, turn),
                 what="store",
                 backoff=self._backoff(),
                 stopping=self._stopping,
@@ -335,7 +347,7 @@ class BatchProcessor:
             try:
                 result = await retry_transient(
                     lambda items=items, pairs=pairs: self._store_apply(  # type: ignore[misc]
-                        items, pairs, tenants
+                        items, pairs, tenants, turn
                     ),
                     what="store",
                     backoff=self._backoff(),

@@ -24,7 +24,7 @@ from ingest_worker import tracing
 from ingest_worker.core.errors import ShutdownRequested
 from ingest_worker.delivery.batches import BatchProcessor, PreparedBatch, SignalRecord
 from ingest_worker.metrics import Metrics
-from ingest_worker.store.incidents import LOCK_TURN, LockTurn
+from ingest_worker.store.incidents import LockTurn
 
 log = structlog.get_logger("ingest_worker.worker")
 
@@ -249,10 +249,10 @@ class WriterChain:
         started: float,
     ) -> bool:
         """Apply a prepared batch and commit its offsets; False if it was abandoned (rewound)."""
-        LOCK_TURN.set(LockTurn(previous.locked if previous is not None else None, locked))
+        turn = LockTurn(previous.locked if previous is not None else None, locked)
         try:
             with structlog.contextvars.bound_contextvars(batch=len(batch.records)):
-                report = await self._processor.complete(prepared)
+                report = await self._processor.complete(prepared, turn)
         except ShutdownRequested:
             seek(consumer, batch.earliest)
             log.info("batch_abandoned_on_shutdown", records=len(batch.records))

@@ -23,12 +23,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest_worker.core.lifecycle import (
-    ANY_ACTOR,
-    COMMAND_VERBS,
-    TRANSITIONS,
-    Verb,
-)
+from ingest_worker.core.incident import TRANSITIONS
+from ingest_worker.core.lifecycle import ANY_ACTOR, COMMAND_VERBS, Verb
 from ingest_worker.service.cli_errors import CliError, UsageError, connect_postgres
 from ingest_worker.service.cli_outcome import EVENT_SECONDS, ask, describe_outcome
 from ingest_worker.service.config import Settings

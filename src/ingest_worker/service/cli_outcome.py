@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingest_worker.core.lifecycle import ANY_ACTOR, TRANSITIONS, Refusal, Verb
+from ingest_worker.core.incident import TRANSITIONS
+from ingest_worker.core.lifecycle import ANY_ACTOR, RefusalReason, Verb
 from ingest_worker.service.cli_errors import started
 from ingest_worker.service.config import Settings
 
@@ -142,18 +143,18 @@ def _hint(verb: str, outcome: Mapping[str, Any], policy: Mapping[Verb, frozenset
           target: str) -> str:  # fmt: skip
     reason = outcome.get("reason")
     name = _name(verb)
-    if reason == Refusal.RATIONALE_REQUIRED:
+    if reason == RefusalReason.RATIONALE_REQUIRED:
         rule = next((t.rationale for t in TRANSITIONS if t.verb == verb), "always")
         unless = " unless the incident is mitigating" if rule == "unless_mitigation" else ""
         return f"{name} needs --rationale{unless}"
-    if reason == Refusal.UNKNOWN_INCIDENT:
+    if reason == RefusalReason.UNKNOWN_INCIDENT:
         return f"no incident {target!r}: give a key or id as `ingest-worker incidents` lists them"
-    if reason == Refusal.TRANSITION_NOT_ALLOWED:
+    if reason == RefusalReason.TRANSITION_NOT_ALLOWED:
         return (
             f"{name} does not apply to an incident that is {outcome.get('status')} "
             f"(see `ingest-worker timeline {target}`)"
         )
-    if reason == Refusal.NOT_AUTHORIZED:
+    if reason == RefusalReason.NOT_AUTHORIZED:
         allowed = policy.get(Verb(verb), frozenset())
         roles = ", ".join((outcome.get("actor") or {}).get("roles") or []) or "none"
         if ANY_ACTOR in allowed:
@@ -162,19 +163,19 @@ def _hint(verb: str, outcome: Mapping[str, Any], policy: Mapping[Verb, frozenset
         return (
             f"{name} needs one of the roles {needed} (given: {roles}); use --role or INGEST_ROLES"
         )
-    if reason == Refusal.STALE:
+    if reason == RefusalReason.STALE:
         return (
             f"the incident moved on (now at event #{outcome.get('seq')}): check "
             f"`ingest-worker timeline {target}` and retry with the new --expected-seq"
         )
-    if reason == Refusal.IDEMPOTENCY_KEY_REUSED:
+    if reason == RefusalReason.IDEMPOTENCY_KEY_REUSED:
         return "this --command-id was used for another command: leave it out or pick a new one"
-    if reason == Refusal.ISSUED_BEFORE_INCIDENT:
+    if reason == RefusalReason.ISSUED_BEFORE_INCIDENT:
         return (
             "the command's time (this machine's clock) is before the incident's first signal: "
             "check this machine's clock"
         )
-    if reason == Refusal.ISSUED_IN_FUTURE:
+    if reason == RefusalReason.ISSUED_IN_FUTURE:
         return (
             "this machine's clock is ahead of the worker's by more than "
             "INGEST_COMMAND_MAX_FUTURE_SKEW_SECONDS: check this machine's clock"

@@ -13,7 +13,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest_worker.core.lifecycle import Status
+from ingest_worker.core.incident import Status
 from ingest_worker.sources.wire import parse_timestamp
 from ingest_worker.store import reads
 from ingest_worker.store.cursors import SORTS, IncidentFilter

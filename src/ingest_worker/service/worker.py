@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from ingest_worker.core.errors import ShutdownRequested
-from ingest_worker.core.lifecycle import ACTIVE
+from ingest_worker.core.incident import ACTIVE
 from ingest_worker.delivery.batches import BatchProcessor
 from ingest_worker.delivery.consumer import BatchConsumer
 from ingest_worker.delivery.kafka import KafkaDeadLetterSink

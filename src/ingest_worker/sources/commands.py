@@ -2,7 +2,7 @@
 
 Decoded like signals (size, encoding, JSON, schema; a malformed command is dead-lettered with
 its reason). Not a signal source: it is not in the registry, the worker subscribes it beside
-them. What a valid command does is decided by the store (`core.commands.evaluate`).
+them. What a valid command does is decided by the store (`core.incident.decide`).
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ from ingest_worker.core.events import (
     event_hash,
     same_json,
 )
-from ingest_worker.core.projection import SNAPSHOT_FIELDS, IncidentState, lifecycle_defaults
+from ingest_worker.core.projection import SNAPSHOT_FIELDS, lifecycle_defaults
 from ingest_worker.store.incidents import Connection
+from ingest_worker.store.mapper import incident_state
 from ingest_worker.store.queries import load_queries
 
 _PREFETCH = 500
@@ -279,7 +280,7 @@ def _diff_row(
         if rebuilt is not None:
             diffs.append(ProjectionDiff(incident, "incidents", "a row", None))
         return
-    stored = IncidentState.from_row(row).snapshot()
+    stored = incident_state(row).snapshot()
     if rebuilt is None:
         diffs.append(ProjectionDiff(incident, "incidents", None, "a row without events"))
         return

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from ingest_worker.core.plan import ChunkWrite
+from ingest_worker.store.mapper import check_written, chunk_parameters
 
 
 class ChunkPipeline:
@@ -49,6 +50,5 @@ class ChunkPipeline:
 
     async def _write(self, write: ChunkWrite) -> None:
         traceparents = [self._traceparent] * len(write.events) if self._traceparent else None
-        write.check(
-            await self._conn.fetchrow(self._query, *write.arguments, traceparents, self._tenant)
-        )
+        parameters = chunk_parameters(write, traceparents, self._tenant)
+        check_written(write, await self._conn.fetchrow(self._query, *parameters))

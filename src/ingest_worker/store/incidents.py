@@ -18,7 +18,7 @@ its tenant), after one lock statement for the whole batch.
 
 Every writer of `incidents`/`incident_events` must take the same advisory locks
 (`lock_key`, class `LOCK_CLASS`; keys derived from the tenant's ids). Driver exceptions propagate unchanged. A worker writing
-several batches at once orders their lock statements with `LOCK_TURN` (see `LockTurn`).
+several batches at once orders their lock statements with a `LockTurn` per batch.
 No connection set-up is needed: jsonb crosses the wire as text, whatever codec is registered;
 `init_connection` (a pool's `init=`) only makes jsonb columns read as Python values elsewhere.
 """
@@ -29,8 +29,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -39,19 +38,19 @@ import asyncpg
 from ingest_worker import tracing
 from ingest_worker.core.canonical import incident_id
 from ingest_worker.core.events import StatusChange, status_change
-from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
-from ingest_worker.core.plan import (
-    BatchPlan,
-    Outcome,
-    StoredRecovery,
-    StoreIntegrityError,
-    json_text,
-    outbox_lane,
-)
+from ingest_worker.core.lifecycle import DEFAULT_POLICY, Outcome, Rules, Verb
+from ingest_worker.core.plan import BatchPlan, json_text, outbox_lane
 from ingest_worker.core.tenants import DEFAULT_TENANT, tenant_name
-from ingest_worker.core.values import Command, IncidentInput, Recovery, SourceTransition
+from ingest_worker.core.values import (
+    BatchInput,
+    Command,
+    IncidentInput,
+    Recovery,
+    SourceTransition,
+)
 from ingest_worker.store.chunks import ChunkPipeline
-from ingest_worker.store.commands import CommandOutcome, apply_commands, target_keys
+from ingest_worker.store.commands import Receipt, apply_commands, target_keys
+from ingest_worker.store.mapper import StoreIntegrityError, incident_with_head, recovery_mark
 from ingest_worker.store.queries import load_queries
 
 __all__ = [
@@ -83,7 +82,7 @@ CHUNK_SIGNALS = 128
 class BatchResult:
     outcomes: tuple[Outcome, ...]  # aligned with the inputs argument, one per input
     events_written: int
-    commands: tuple[CommandOutcome, ...] = ()
+    commands: tuple[Receipt, ...] = ()
     transitions: tuple[StatusChange, ...] = ()
 
 
@@ -99,14 +98,11 @@ class LockTurn:
     A batch sends its lock statement only once the batch consumed before it holds its locks
     (`after` is set), and sets `locked` once it holds its own. Batches touching the same incident
     are so applied in consumption order, and its events keep that order; batches touching
-    different incidents are written in parallel. Set for the writing task with `LOCK_TURN`.
+    different incidents are written in parallel. Passed to `apply_batch` as `turn`.
     """
 
     after: asyncio.Event | None
     locked: asyncio.Event
-
-
-LOCK_TURN: ContextVar[LockTurn | None] = ContextVar("ingest_worker_lock_turn", default=None)
 
 
 def scope_lock_key(scope: str, tenant: str = DEFAULT_TENANT) -> int:
@@ -125,28 +121,27 @@ def recovery_key(scope: str) -> str:
     return f"recovery:{scope}"
 
 
-Effect: TypeAlias = "IncidentInput | Recovery | Command | SourceTransition"
-
-
 async def apply_batch(
     conn: Connection,
-    inputs: Sequence[Effect],
+    inputs: Sequence[BatchInput],
     *,
     outbox_lanes: int = 64,
     reopen_window: timedelta = timedelta(seconds=300),
     policy: Mapping[Verb, frozenset[str]] = DEFAULT_POLICY,
     open_after: Mapping[str, int] | None = None,
     tenants: Sequence[str] | None = None,
+    turn: LockTurn | None = None,
 ) -> BatchResult:
     """Apply `inputs` (triggers, recoveries, commands, source transitions) in one transaction;
     one outcome per input, in input order. Signals are folded first (set-based), then commands
     and source transitions one by one, in batch order, on the state the signals left.
 
     `tenants[i]` is the tenant of `inputs[i]` (None: all in the default tenant); each tenant's
-    inputs are applied on its own rows only, in one transaction for the whole batch.
+    inputs are applied on its own rows only, in one transaction for the whole batch. `turn`:
+    this batch's turn among those its worker writes at once (see `LockTurn`).
 
     Traced as `ingest.store`; the outbox rows of the signals' events carry its `traceparent`."""
-    settings = _Settings(outbox_lanes, reopen_window, policy, open_after)
+    settings = _Settings(outbox_lanes, reopen_window, policy, open_after, turn)
     if not tracing.active():
         return await _apply_batch(conn, inputs, tenants, settings)
     with tracing.span(
@@ -174,15 +169,29 @@ class _Settings:
     reopen_window: timedelta
     policy: Mapping[Verb, frozenset[str]]
     open_after: Mapping[str, int] | None
+    turn: LockTurn | None
+
+    def rules(self, tenant: str) -> Rules:
+        return Rules(self.reopen_window, self.open_after, tenant, self.policy)
+
+
+@dataclass(slots=True)
+class _Applied:
+    """What a tenant's part of a batch did: each input's outcome (by index in the part), the
+    events written, the commands' receipts and the status changes."""
+
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    events: int = 0
+    receipts: list[Receipt] = field(default_factory=list)
+    changes: list[StatusChange] = field(default_factory=list)
 
 
 class _Part:
     """The inputs of one tenant in a batch (all of it, usually), with their own outcomes."""
 
-    def __init__(self, tenant: str, inputs: Sequence[Effect]) -> None:
+    def __init__(self, tenant: str, inputs: Sequence[BatchInput]) -> None:
         self.tenant = tenant
         self.inputs = inputs
-        self.outcomes = [Outcome.DUPLICATE] * len(inputs)
         self.locks: set[int] = set()
         self.first_of: dict[tuple[str, str], int] = {}
         self.signal_inputs: list[IncidentInput | Recovery | None] = []
@@ -215,13 +224,9 @@ class _Part:
                 self.locks.add(scope_lock_key(scope, self.tenant))
 
     async def apply(
-        self,
-        conn: Connection,
-        queries: Mapping[str, str],
-        settings: _Settings,
-        changes: list[StatusChange],
-    ) -> tuple[int, list[CommandOutcome]]:
-        """Apply the part under the batch's locks: (events written, command outcomes)."""
+        self, conn: Connection, queries: Mapping[str, str], settings: _Settings
+    ) -> _Applied:
+        """Apply the part under the batch's locks."""
         marks = sorted(self.first_of.keys() | self.transitions.keys())
         # Every lane: new episodes and incidents resolved by scope are only known inside.
         rows = await conn.fetch(
@@ -234,22 +239,23 @@ class _Part:
         new = {(r[0], r[1]) for r in rows}
         fresh = [self.first_of[m] for m in sorted(self.first_of) if m in new]
         fresh_transitions = {self.transitions[m] for m in self.transitions if m in new}
-        events = 0
+        applied = _Applied()
         if fresh:
-            events += await _apply_signals(conn, queries, self, fresh, settings, changes)
-        report: list[CommandOutcome] = []
+            applied = await _apply_signals(conn, queries, self, fresh, settings)
         if self.lifecycle:
-            written, report = await apply_commands(
-                conn, self.lifecycle, self.outcomes, policy=settings.policy,
-                lanes=settings.lanes, fresh_transitions=fresh_transitions, changes=changes,
-                tenant=self.tenant,
+            done = await apply_commands(
+                conn, self.lifecycle, rules=settings.rules(self.tenant), lanes=settings.lanes,
+                fresh_transitions=fresh_transitions,
             )  # fmt: skip
-            events += written
-        return events, report
+            applied.outcomes.update(done.outcomes)
+            applied.events += done.events
+            applied.receipts.extend(done.receipts)
+            applied.changes.extend(done.changes)
+        return applied
 
 
 def _parts(
-    inputs: Sequence[Effect], tenants: Sequence[str] | None
+    inputs: Sequence[BatchInput], tenants: Sequence[str] | None
 ) -> list[tuple[_Part, list[int]]]:
     """One part per tenant, in tenant order, each with the batch indexes of its inputs."""
     if tenants is None or all(t == DEFAULT_TENANT for t in tenants):
@@ -264,7 +270,7 @@ def _parts(
 
 async def _apply_batch(
     conn: Connection,
-    inputs: Sequence[Effect],
+    inputs: Sequence[BatchInput],
     tenants: Sequence[str] | None,
     settings: _Settings,
 ) -> BatchResult:
@@ -274,12 +280,11 @@ async def _apply_batch(
         return BatchResult((), 0)
     parts = _parts(inputs, tenants)
     queries = load_queries("store.sql")
-    turn = LOCK_TURN.get()
+    turn = settings.turn
     if turn is not None and turn.after is not None:
         await turn.after.wait()
-    events = 0
-    command_report: list[CommandOutcome] = []
-    changes: list[StatusChange] = []
+    outcomes = [Outcome.DUPLICATE] * len(inputs)
+    total = _Applied()
     async with conn.transaction(isolation="read_committed"):
         for part, _ in parts:
             await part.lock_targets(conn)
@@ -288,18 +293,14 @@ async def _apply_batch(
         await conn.execute(queries["lock_incidents"], LOCK_CLASS, locks)
         if turn is not None:
             turn.locked.set()
-        for part, _ in parts:
-            written, report = await part.apply(conn, queries, settings, changes)
-            events += written
-            command_report.extend(report)
-    if len(parts) == 1:
-        outcomes = parts[0][0].outcomes
-    else:
-        outcomes = [Outcome.DUPLICATE] * len(inputs)
         for part, indexes in parts:
-            for index, outcome in zip(indexes, part.outcomes, strict=True):
-                outcomes[index] = outcome
-    return BatchResult(tuple(outcomes), events, tuple(command_report), tuple(changes))
+            applied = await part.apply(conn, queries, settings)
+            for index, outcome in applied.outcomes.items():
+                outcomes[indexes[index]] = outcome
+            total.events += applied.events
+            total.receipts.extend(applied.receipts)
+            total.changes.extend(applied.changes)
+    return BatchResult(tuple(outcomes), total.events, tuple(total.receipts), tuple(total.changes))
 
 
 async def _apply_signals(
@@ -308,9 +309,8 @@ async def _apply_signals(
     part: _Part,
     fresh: list[int],
     settings: _Settings,
-    changes: list[StatusChange],
-) -> int:
-    inputs, outcomes, tenant = part.signal_inputs, part.outcomes, part.tenant
+) -> _Applied:
+    inputs, tenant = part.signal_inputs, part.tenant
     plan = BatchPlan(
         inputs,  # type: ignore[arg-type]  # indexes of `fresh` are never None
         fresh,
@@ -319,17 +319,16 @@ async def _apply_signals(
         open_after=settings.open_after,
         tenant=tenant,
     )
+    applied = _Applied()
     for index in fresh:  # a new recovery is `recovered`, whether or not it resolved anything
         if isinstance(inputs[index], Recovery):
-            outcomes[index] = Outcome.RECOVERED
+            applied.outcomes[index] = Outcome.RECOVERED
     scopes = sorted(
         {item.recovery_scope for item in inputs if isinstance(item, IncidentInput)}
         | set(plan.recovery_scopes)
     )
     for row in await conn.fetch(queries["select_recoveries"], scopes, tenant):
-        plan.add_stored_recovery(
-            row["scope"], StoredRecovery(row["signal_time"], row["signal_sha256"])
-        )
+        plan.add_stored_recovery(row["scope"], recovery_mark(row))
     if plan.recovery_scopes:
         recoveries = [r for r in (inputs[i] for i in fresh) if isinstance(r, Recovery)]
         await conn.execute(
@@ -343,25 +342,27 @@ async def _apply_signals(
     for row in await conn.fetch(
         queries["select_incidents"], plan.trigger_keys, plan.recovery_scopes, tenant
     ):
-        plan.add_stored(row)
+        plan.add_stored(*incident_with_head(row))
     if probe := plan.evidence_probe():
         found = await conn.fetch(
             queries["select_evidence"], [i for i, _ in probe], [s for _, s in probe], tenant
         )
         plan.add_stored_evidence((r["incident_id"], r["sha256"]) for r in found)
-    events = 0
     written: list[str] = []
     traceparent = tracing.current_traceparent()
     async with ChunkPipeline(conn, queries["write_chunk"], tenant, traceparent) as pipeline:
         for chunk in plan.chunks(CHUNK_SIGNALS):
-            write = plan.compute(chunk, outcomes)
-            events += len(write.events)
-            changes.extend(c for e in write.events if (c := status_change(e.payload)) is not None)
+            write = plan.compute(chunk)
+            applied.outcomes.update(write.outcomes)
+            applied.events += len(write.events)
+            applied.changes.extend(
+                c for e in write.events if (c := status_change(e.payload)) is not None
+            )
             await pipeline.send(write)
             if traceparent is not None:
                 written.extend(str(e.incident_id) for e in write.events)
     tracing.set_incidents(tracing.current_span(), ids=written)
-    return events
+    return applied
 
 
 async def init_connection(conn: Connection) -> None:

@@ -15,7 +15,8 @@ import asyncpg
 
 from ingest_worker.core.errors import PermanentStoreError, TransientError
 from ingest_worker.core.lifecycle import DEFAULT_POLICY, Verb
-from ingest_worker.store.incidents import BatchResult, Effect, apply_batch, init_connection
+from ingest_worker.core.values import BatchInput
+from ingest_worker.store.incidents import BatchResult, LockTurn, apply_batch, init_connection
 
 #: SQLSTATE classes that mean "try again later": connection (08), transaction rollback (40),
 #: insufficient resources (53), operator intervention / shutdown (57), system error (58).
@@ -95,7 +96,11 @@ class PostgresIncidentStore:
         self._open_after = dict(open_after or {})
 
     async def apply(
-        self, inputs: Sequence[Effect], *, tenants: Sequence[str] | None = None
+        self,
+        inputs: Sequence[BatchInput],
+        *,
+        tenants: Sequence[str] | None = None,
+        turn: LockTurn | None = None,
     ) -> BatchResult:
         """`tenants[i]`: the tenant of `inputs[i]` (None: all the default tenant's)."""
         try:
@@ -108,6 +113,7 @@ class PostgresIncidentStore:
                     policy=self._policy,
                     open_after=self._open_after,
                     tenants=tenants,
+                    turn=turn,
                 )
         except asyncio.CancelledError:
             raise

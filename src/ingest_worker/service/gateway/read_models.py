@@ -8,7 +8,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest_worker.core.events import EVENT_TYPES
-from ingest_worker.core.lifecycle import COMMAND_VERBS, Status
+from ingest_worker.core.incident import Status
+from ingest_worker.core.lifecycle import COMMAND_VERBS
 
 StatusName = Literal[
     "PENDING", "OPEN", "ACKNOWLEDGED", "MITIGATING", "MITIGATED", "RESOLVED", "CLOSED",
