@@ -176,12 +176,9 @@ _CANDIDATES: Final[dict[tuple[Verb, Status | None, str], tuple[Transition, ...]]
     for verb in Verb
     for status in (NONE, *Status)
     for cause in ("command", "signal", "source")
-    if (
-        rows := tuple(
-            t for t in TRANSITIONS if t.verb is verb and status in t.sources and cause in t.causes
-        )
-    )
-}
+    if (rows := tuple(t for t in TRANSITIONS
+                      if t.verb is verb and status in t.sources and cause in t.causes))
+}  # fmt: skip
 # Members read on every input, bound once (an enum member read through its class is slower).
 _ALWAYS, _NEW_EPISODE, _REOPEN = When.ALWAYS, Step.NEW_EPISODE, Step.REOPEN
 _OPEN, _PENDING, _RESOLVED = Status.OPEN, Status.PENDING, Status.RESOLVED
