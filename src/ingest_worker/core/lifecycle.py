@@ -134,7 +134,7 @@ class Ruling:
     reason: RefusalReason | None = None
 
 
-# --- authority (seed 001 RBAC, seed 004 authority context) -------------------------------------
+# --- authority: roles and the authority context of a command ------------------------------------
 
 #: Roles any actor has for a verb open to all.
 ANY_ACTOR: Final = "*"

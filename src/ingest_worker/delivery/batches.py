@@ -23,6 +23,7 @@ from ingest_worker.core.errors import (
 )
 from ingest_worker.core.tenants import DEFAULT_TENANT
 from ingest_worker.core.values import (
+    BatchInput,
     Command,
     IncidentInput,
     Recovery,
@@ -34,10 +35,8 @@ from ingest_worker.delivery.tenancy import record_tenant
 from ingest_worker.metrics import Metrics, TenantLabels
 from ingest_worker.sources.contract import Source
 from ingest_worker.sources.decode import decode_record, rejected_parts_message
-from ingest_worker.store.commands import CommandOutcome
+from ingest_worker.store.commands import Receipt
 from ingest_worker.store.incidents import BatchResult, LockTurn
-
-Effect = IncidentInput | Recovery | Command | SourceTransition
 
 log = structlog.get_logger("ingest_worker.pipeline")
 
@@ -88,7 +87,7 @@ class BatchReport:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_written: int = 0
     #: ((record index, input), outcome) of every applied input.
-    input_outcomes: list[tuple[tuple[int, Effect], str]] = field(default_factory=list)
+    input_outcomes: list[tuple[tuple[int, BatchInput], str]] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
@@ -102,7 +101,7 @@ class PreparedBatch:
     """A decoded batch: its incident inputs (with their record index), dead letters, ignored."""
 
     records: Sequence[SignalRecord]
-    inputs: list[tuple[int, Effect]]
+    inputs: list[tuple[int, BatchInput]]
     dead: list[DeadLetter]
     ignored: list[int]
     #: The tenant of each record; None: every record is the default tenant's.
@@ -114,7 +113,7 @@ class IncidentStore(Protocol):
 
     async def apply(
         self,
-        inputs: Sequence[Effect],
+        inputs: Sequence[BatchInput],
         *,
         tenants: Sequence[str] | None = None,
         turn: LockTurn | None = None,
@@ -193,7 +192,7 @@ class BatchProcessor:
 
         Every record on its own: its tenant first (a malformed one is `invalid_tenant`), then
         its value."""
-        inputs: list[tuple[int, Effect]] = []
+        inputs: list[tuple[int, BatchInput]] = []
         dead: list[DeadLetter] = []
         ignored: list[int] = []
         tenants: list[str] | None = None
@@ -299,8 +298,8 @@ class BatchProcessor:
 
     def _store_apply(
         self,
-        items: list[Effect],
-        pairs: list[tuple[int, Effect]],
+        items: list[BatchInput],
+        pairs: list[tuple[int, BatchInput]],
         tenants: list[str] | None,
         turn: LockTurn | None,
     ) -> Awaitable[BatchResult]:
@@ -311,10 +310,10 @@ class BatchProcessor:
     async def _apply(
         self,
         records: Sequence[SignalRecord],
-        inputs: list[tuple[int, Effect]],
+        inputs: list[tuple[int, BatchInput]],
         tenants: list[str] | None = None,
         turn: LockTurn | None = None,
-    ) -> tuple[list[tuple[tuple[int, Effect], str]], list[DeadLetter], int]:
+    ) -> tuple[list[tuple[tuple[int, BatchInput], str]], list[DeadLetter], int]:
         """Apply all inputs in one transaction; on a permanent store error, isolate the culprits."""
         batch = [item for _, item in inputs]
         try:
@@ -336,10 +335,10 @@ class BatchProcessor:
             log.error("batch_rejected_by_store", error=str(exc), inputs=len(batch))
         # Poison input somewhere in the batch: apply records one by one so that a single bad
         # record is dead-lettered and the good ones still land. Slow, and only ever on a bug.
-        applied: list[tuple[tuple[int, Effect], str]] = []
+        applied: list[tuple[tuple[int, BatchInput], str]] = []
         dead: list[DeadLetter] = []
         events = 0
-        by_record: dict[int, list[tuple[int, Effect]]] = {}
+        by_record: dict[int, list[tuple[int, BatchInput]]] = {}
         for pair in inputs:
             by_record.setdefault(pair[0], []).append(pair)
         for index, pairs in by_record.items():
@@ -366,7 +365,7 @@ class BatchProcessor:
         return applied, dead, events
 
 
-def _log_command(item: CommandOutcome) -> None:
+def _log_command(item: Receipt) -> None:
     log.info(
         "command_outcome",
         command_id=item.command_id,

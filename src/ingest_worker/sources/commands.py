@@ -23,7 +23,7 @@ NAME: Final = "commands"
 MAX_COMMAND_ID: Final = 128
 MAX_ROLES: Final = 64
 
-Verb = Literal[tuple(v.value for v in COMMAND_VERBS)]  # type: ignore[valid-type]
+CommandVerb = Literal[tuple(v.value for v in COMMAND_VERBS)]  # type: ignore[valid-type]
 Role = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -37,7 +37,7 @@ class CommandMessage(Signal):
     """One command. The target is `incidentId` (a uuid) or `incidentKey` (its newest episode)."""
 
     commandId: Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_ID)]
-    type: Verb  # type: ignore[valid-type]
+    type: CommandVerb  # type: ignore[valid-type]
     incidentId: str | None = None
     incidentKey: RequiredRef | None = None
     actor: Actor

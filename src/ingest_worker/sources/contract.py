@@ -36,7 +36,7 @@ class Shape:
 
     name: str
     wire: type[Signal]
-    to_incidents: Mapper
+    to_inputs: Mapper
     claims: Callable[[Mapping[str, Any]], bool] | None = None
     schema_file: str = ""
 

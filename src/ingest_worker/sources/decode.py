@@ -220,7 +220,7 @@ def decode_object(
     shape = found.shape_of(data)
     signal = _validate(shape.wire, data, record_time or datetime.now(UTC))
     try:
-        inputs = shape.to_incidents(signal)
+        inputs = shape.to_inputs(signal)
     except InvalidSignal:
         raise
     except Exception as exc:  # a mapping defect must not block the partition: dead-letter it

@@ -132,8 +132,8 @@ async def serve(settings: Settings, config: GatewaySettings, *, dev: bool = Fals
         loop.add_signal_handler(sig, stop.set)
     server = GatewayServer(settings, config, dev=dev)
     await server.start()
-    # As in the worker: a request allocates many short-lived objects, and CPython's default
-    # thresholds spent ~15% of a request's CPU in collections walking the whole heap.
+    # As in the worker: a request allocates many short-lived objects, and with CPython's default
+    # thresholds collections walking the whole (long-lived) heap run far too often.
     runtime.tune_gc(settings.gc_threshold)
     try:
         await stop.wait()
