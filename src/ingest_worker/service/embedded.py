@@ -83,6 +83,8 @@ class EmbeddedPostgres:
     datadir: Path | None = None
     fsync: bool = True
     log_path: Path | None = None
+    #: PostgreSQL's buffer cache; size it to hold the tables that are read often.
+    shared_buffers: str = "128MB"
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owns_datadir: bool = field(default=False, init=False, repr=False)
 
@@ -211,7 +213,7 @@ class EmbeddedPostgres:
             "-c",
             "max_connections=200",
             "-c",
-            "shared_buffers=128MB",
+            f"shared_buffers={self.shared_buffers}",
             "-c",
             f"fsync={'on' if self.fsync else 'off'}",
             "-c",
