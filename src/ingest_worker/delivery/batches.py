@@ -25,10 +25,7 @@ from ingest_worker.core.tenants import DEFAULT_TENANT
 from ingest_worker.core.values import (
     BatchInput,
     Command,
-    IncidentInput,
-    Recovery,
     RejectedPart,
-    SourceTransition,
 )
 from ingest_worker.delivery.retry import Backoff, retry_transient
 from ingest_worker.delivery.tenancy import record_tenant

@@ -44,6 +44,7 @@ from ingest_worker.store.queries import load_queries
 #: Namespace of command result ids (the ce_id of incident.command-results).
 RESULTS_NAMESPACE = uuid.UUID("5b0c7f56-3a1e-4d1f-9a43-3f5f0c1d2e10")
 
+
 def result_id(command_id: str, content_sha256: str, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
     """Deterministic ce_id of a command's outcome: the same command, the same ce_id (a
     commandId is unique per tenant: outside the default tenant, `<tenant>/<commandId>`)."""
