@@ -27,8 +27,11 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The suite on TEST_WORKERS processes (pytest-xdist; each has its own embedded PostgreSQL and
+# broker, and a test file stays on one process). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: lint typecheck docs
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
