@@ -397,6 +397,16 @@ async def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
         return 0, b""
 
 
+async def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> None:
+    """Wait until the process `proc` answers 200 on `port`'s /readyz; exit if it dies first or
+    does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (await http_get(port, "/readyz"))[0] != 200:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit(f"{proc.args} did not become ready")
+        await asyncio.sleep(0.5)
+
+
 _HISTOGRAMS = frozenset(
     {
         "ingest_batch_records_sum",

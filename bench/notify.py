@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.harness import wait_ready
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PORTS = {"kafka": 19092, "postgres": 15432, "http": 18080, "gateway": 18081, "notify": 18082}
@@ -160,29 +161,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }  # fmt: skip
         notify: subprocess.Popen[bytes] | None = None
         try:
-            await wait_ready(dev, "http")
+            await wait_ready(dev, PORTS["http"])
             notify = subprocess.Popen([exe, "notify"], env=notify_env, **quiet)
-            await wait_ready(notify, "notify")
+            await wait_ready(notify, PORTS["notify"])
             return await run_phase(receiver, args.rate, args.duration)
         finally:
             for proc in (notify, dev):
                 if proc is not None:
                     proc.terminate()
                     await asyncio.to_thread(proc.wait, 60)
-
-
-async def wait_ready(proc: subprocess.Popen[bytes], port: str) -> None:
-    deadline = time.monotonic() + 120
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            try:
-                if (await client.get(f"http://127.0.0.1:{PORTS[port]}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"{proc.args} did not become ready")
-            await asyncio.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:

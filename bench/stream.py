@@ -37,6 +37,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench.harness import wait_ready
 from bench.notify import pct, signal
 from ingest_worker.store.stream import StreamPosition
 
@@ -215,29 +216,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     dev = subprocess.Popen([exe, "dev"], env=env, **quiet)
     gateway: subprocess.Popen[bytes] | None = None
     try:
-        await wait_ready(dev, "http")
+        await wait_ready(dev, PORTS["http"])
         gateway = subprocess.Popen([exe, "gateway"], env=gateway_env, **quiet)
-        await wait_ready(gateway, "gateway")
+        await wait_ready(gateway, PORTS["gateway"])
         return await measure(args.rate, args.duration, args.reconnect)
     finally:
         for proc in (gateway, dev):
             if proc is not None:
                 proc.terminate()
                 await asyncio.to_thread(proc.wait, 60)
-
-
-async def wait_ready(proc: subprocess.Popen[bytes], port: str) -> None:
-    deadline = time.monotonic() + 120
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            try:
-                if (await client.get(f"http://127.0.0.1:{PORTS[port]}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"{proc.args} did not become ready")
-            await asyncio.sleep(0.5)
 
 
 def markdown(result: dict[str, Any]) -> str:
